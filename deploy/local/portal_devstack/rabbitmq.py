@@ -1,0 +1,75 @@
+"""A RabbitMQ node from the OS package on loopback ports, its state under a directory we own."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from portal_devstack.process import Child, StartError, require_free_port, spawn, tcp_open, wait_until
+
+# As root the /usr/sbin wrappers switch to the rabbitmq user (another Erlang cookie): use the real scripts.
+RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
+
+
+@dataclass
+class LocalRabbitMQ:
+    base_dir: Path
+    port: int
+    dist_port: int
+    epmd_port: int
+    log_path: Path
+    node_name: str = "portal@localhost"
+    child: Child | None = field(default=None, repr=False)
+
+    @property
+    def amqp_url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def env(self) -> dict[str, str]:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        (self.base_dir / "log").mkdir(exist_ok=True)
+        plugins = self.base_dir / "enabled_plugins"
+        if not plugins.exists():
+            plugins.write_text("[].\n")
+        return {
+            "HOME": str(self.base_dir),  # the Erlang cookie lives here, shared by server and rabbitmqctl
+            "RABBITMQ_MNESIA_BASE": str(self.base_dir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.base_dir / "log"),
+            "RABBITMQ_NODENAME": self.node_name,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(plugins),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "RABBITMQ_CONFIG_FILE": str(self.base_dir / "rabbitmq"),
+        }
+
+    def start(self, timeout: float = 90) -> None:
+        if not (RABBITMQ_BIN / "rabbitmq-server").exists():
+            raise StartError("rabbitmq: /usr/lib/rabbitmq/bin/rabbitmq-server not found (install rabbitmq-server)")
+        for name, port in (("rabbitmq", self.port), ("rabbitmq (distribution)", self.dist_port)):
+            require_free_port(name, port)
+        env = self.env()
+        # guest may only log in from loopback, which is where we listen.
+        (self.base_dir / "rabbitmq.conf").write_text("loopback_users.guest = true\n")
+        self.child = spawn("rabbitmq", [str(RABBITMQ_BIN / "rabbitmq-server")], log_path=self.log_path, env=env)
+        wait_until(self.child, lambda: tcp_open(self.port), timeout=timeout, what=f"AMQP port {self.port}")
+
+    def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node_name, *args],
+                              env={**os.environ, **self.env()}, capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    def stop(self) -> None:
+        if self.child and self.child.running():
+            self.ctl("stop")
+            self.child.stop(timeout=30)
+        # epmd is started as a daemon by the node; stop ours so nothing is left behind.
+        with contextlib.suppress(Exception):
+            subprocess.run(["epmd", "-kill"], env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)},
+                           capture_output=True, timeout=10, check=False)

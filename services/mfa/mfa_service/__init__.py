@@ -1,0 +1,1 @@
+"""The mfa service of Portal Account Services."""

@@ -1,0 +1,2 @@
+-- mfa schema: tables come with the mfa feature issue.
+SELECT 1;

@@ -1,0 +1,1 @@
+"""The notifier service of Portal Account Services."""

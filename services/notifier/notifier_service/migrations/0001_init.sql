@@ -1,0 +1,2 @@
+-- notifier schema: tables come with the notifier feature issue.
+SELECT 1;

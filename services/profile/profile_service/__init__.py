@@ -1,0 +1,1 @@
+"""The profile service of Portal Account Services."""

@@ -1,0 +1,2 @@
+-- profile schema: tables come with the profile feature issue.
+SELECT 1;

@@ -1,0 +1,1 @@
+"""The common library of Portal Account Services."""

@@ -1,0 +1,132 @@
+"""The event catalogue of the contract: each event a frozen dataclass with its type and version.
+
+Events are past-tense facts. `data` on the wire is exactly the dataclass's fields; unknown fields in
+received data are ignored so producers can add fields without breaking consumers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: ClassVar[str]
+    version: ClassVar[int] = 1
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserCreated(Event):
+    type: ClassVar[str] = "profile.user_created"
+    email: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserUpdated(Event):
+    type: ClassVar[str] = "profile.user_updated"
+    email: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserInvited(Event):
+    type: ClassVar[str] = "profile.user_invited"
+    email: str
+    name: str
+    set_password_url: str
+    expires_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordResetRequested(Event):
+    type: ClassVar[str] = "profile.password_reset_requested"
+    email: str
+    reset_url: str
+    expires_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordChanged(Event):
+    type: ClassVar[str] = "profile.password_changed"
+    method: str  # "change" or "reset"
+
+
+@dataclass(frozen=True, slots=True)
+class ImpersonationStarted(Event):
+    type: ClassVar[str] = "profile.impersonation_started"
+    admin_id: str
+    admin_name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TwoFactorEnabled(Event):
+    type: ClassVar[str] = "mfa.two_factor_enabled"
+    method: str  # "totp" or "webauthn"
+    key_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TwoFactorDisabled(Event):
+    type: ClassVar[str] = "mfa.two_factor_disabled"
+    method: str
+    key_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TotpEnabled(Event):
+    type: ClassVar[str] = "mfa.totp_enabled"
+
+
+@dataclass(frozen=True, slots=True)
+class TotpDisabled(Event):
+    type: ClassVar[str] = "mfa.totp_disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityKeyAdded(Event):
+    type: ClassVar[str] = "mfa.security_key_added"
+    key_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityKeyRemoved(Event):
+    type: ClassVar[str] = "mfa.security_key_removed"
+    key_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryCodesRegenerated(Event):
+    type: ClassVar[str] = "mfa.recovery_codes_regenerated"
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryCodeUsed(Event):
+    type: ClassVar[str] = "mfa.recovery_code_used"
+    remaining: int
+
+
+@dataclass(frozen=True, slots=True)
+class MfaResetByAdmin(Event):
+    type: ClassVar[str] = "mfa.reset_by_admin"
+    admin_id: str
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    UserCreated, UserUpdated, UserInvited, PasswordResetRequested, PasswordChanged, ImpersonationStarted,
+    TwoFactorEnabled, TwoFactorDisabled, TotpEnabled, TotpDisabled, SecurityKeyAdded, SecurityKeyRemoved,
+    RecoveryCodesRegenerated, RecoveryCodeUsed, MfaResetByAdmin,
+)
+
+# The one place that maps (type, version) to a class.
+REGISTRY: dict[tuple[str, int], type[Event]] = {(cls.type, cls.version): cls for cls in ALL_EVENTS}
+
+__all__ = [cls.__name__ for cls in ALL_EVENTS] + ["ALL_EVENTS", "REGISTRY", "Event"]

@@ -1,0 +1,94 @@
+"""The wire format: `{id, type, version, occurred_at, source, correlation_id, data}` as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from portal_shared.events.contracts import REGISTRY, Event
+
+
+class UnknownEventError(ValueError):
+    """The message is malformed, or names a type/version this code does not know."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    id: str
+    type: str
+    version: int
+    occurred_at: str
+    source: str
+    correlation_id: str
+    event: Event
+
+    @classmethod
+    def wrap(cls, event: Event, *, source: str, correlation_id: str | None = None) -> Envelope:
+        event_id = str(uuid.uuid4())
+        return cls(
+            id=event_id,
+            type=event.type,
+            version=event.version,
+            occurred_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            source=source,
+            correlation_id=correlation_id or event_id,
+            event=event,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "version": self.version,
+            "occurred_at": self.occurred_at,
+            "source": self.source,
+            "correlation_id": self.correlation_id,
+            "data": dataclasses.asdict(self.event),
+        }
+
+
+def encode(envelope: Envelope) -> bytes:
+    return json.dumps(envelope.to_dict(), separators=(",", ":")).encode()
+
+
+def decode(body: bytes | str | dict[str, Any]) -> Envelope:
+    """Parse and validate a message body. Raises UnknownEventError for anything we cannot trust."""
+    try:
+        raw = body if isinstance(body, dict) else json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UnknownEventError(f"body is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise UnknownEventError("body is not a JSON object")
+    try:
+        key = (str(raw["type"]), int(raw["version"]))
+    except (KeyError, TypeError, ValueError):
+        raise UnknownEventError("type or version missing") from None
+    cls = REGISTRY.get(key)
+    if cls is None:
+        raise UnknownEventError(f"unknown event {key[0]} v{key[1]}")
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        raise UnknownEventError("data is not an object")
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        event = cls(**{k: v for k, v in data.items() if k in names})
+    except TypeError as exc:
+        raise UnknownEventError(f"{key[0]} data does not match its contract: {exc}") from None
+    for f in dataclasses.fields(cls):
+        value = getattr(event, f.name)
+        if value is not None and f.type in ("str", "str | None") and not isinstance(value, str):
+            raise UnknownEventError(f"{key[0]}.{f.name} must be a string")
+        if f.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+            raise UnknownEventError(f"{key[0]}.{f.name} must be an integer")
+    try:
+        return Envelope(
+            id=str(raw["id"]), type=key[0], version=key[1], occurred_at=str(raw["occurred_at"]),
+            source=str(raw.get("source", "")), correlation_id=str(raw.get("correlation_id") or raw["id"]),
+            event=event,
+        )
+    except KeyError as exc:
+        raise UnknownEventError(f"envelope field {exc} missing") from None

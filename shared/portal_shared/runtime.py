@@ -1,0 +1,116 @@
+"""Resource lifecycles for a service app (aiohttp cleanup_ctx) and the process entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aio_pika
+import asyncpg
+import structlog
+from aiohttp import web
+
+from portal_shared import broker, db
+from portal_shared.config import CommonSettings
+from portal_shared.consumer import EventConsumer, EventHandler
+from portal_shared.health import add_health_routes
+from portal_shared.keys import AMQP_CONNECTION, DB_POOL
+from portal_shared.migrate import run_migrations
+from portal_shared.relay import OutboxRelay
+
+log = structlog.get_logger("portal.runtime")
+CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
+
+
+async def _retry_until_up(what: str, connect: Callable[[], Awaitable[object]]) -> object:
+    """Dependencies may start after us (compose, k8s): wait for them instead of crash-looping."""
+    delay = 0.2
+    while True:
+        try:
+            return await connect()
+        except (OSError, asyncpg.PostgresError, aio_pika.exceptions.AMQPError, TimeoutError) as exc:
+            log.warning("dependency_waiting", dependency=what, error=type(exc).__name__, retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def database(settings: CommonSettings, *, schema: str, migrations: Path, max_size: int = 10) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        pool: asyncpg.Pool = await _retry_until_up(  # type: ignore[assignment]
+            "postgres", lambda: db.create_pool(settings.database_url, schema=schema, max_size=max_size))
+        async with pool.acquire() as conn:
+            await run_migrations(conn, migrations, schema=schema)
+        app[DB_POOL] = pool
+        yield
+        await pool.close()
+
+    return ctx
+
+
+def message_broker(settings: CommonSettings) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        connection = await _retry_until_up(
+            "rabbitmq", lambda: broker.connect(settings.amqp_url, name=settings.service_name))
+        app[AMQP_CONNECTION] = connection  # type: ignore[assignment]
+        yield
+        await app[AMQP_CONNECTION].close()
+
+    return ctx
+
+
+def outbox_relay(settings: CommonSettings, *, schema: str) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        relay = OutboxRelay(app[DB_POOL], app[AMQP_CONNECTION], schema=schema, dsn=settings.database_url)
+        task = asyncio.create_task(relay.run(), name="outbox-relay")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
+def event_consumer(settings: CommonSettings, handlers: dict[str, EventHandler], **options: object) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        consumer = EventConsumer(app[DB_POOL], app[AMQP_CONNECTION], service=settings.service_name,
+                                 handlers=handlers, **options)  # type: ignore[arg-type]
+        await consumer.start()
+        yield
+
+    return ctx
+
+
+def add_standard_health(app: web.Application) -> None:
+    async def postgres() -> None:
+        await db.check_database(app[DB_POOL])
+
+    async def rabbitmq() -> None:
+        connection = app[AMQP_CONNECTION]
+        if connection.is_closed or not connection.connected.is_set():
+            raise ConnectionError("broker connection is down")
+
+    add_health_routes(app, {"postgres": postgres, "rabbitmq": rabbitmq})
+
+
+def serve(app_factory: Callable[[], Awaitable[web.Application]], *, host: str, port: int) -> None:
+    """Run until SIGINT/SIGTERM, then shut down gracefully (cleanup_ctx teardown in reverse order)."""
+
+    async def main() -> None:
+        app = await app_factory()
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        log.info("listening", host=host, port=port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping")
+        await runner.cleanup()
+
+    asyncio.run(main())
