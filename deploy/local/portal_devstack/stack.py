@@ -1,0 +1,182 @@
+"""The whole stack on loopback: PostgreSQL, RabbitMQ, a mail sink, the three services and nginx.
+
+Used by `make up` (data under var/, kept between runs) and by the end-to-end and browser tests
+(a throwaway directory and random ports).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import secrets
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from portal_shared.db_bootstrap import bootstrap
+
+from portal_devstack.postgres import LocalPostgres
+from portal_devstack.process import Child, StartError, require_free_port, spawn, tcp_open, wait_until
+from portal_devstack.rabbitmq import LocalRabbitMQ
+
+REPO = Path(__file__).resolve().parents[3]
+SERVICES = ("profile", "mfa", "notifier")
+
+
+@dataclass
+class Ports:
+    gateway: int = 8080
+    postgres: int = 55432
+    amqp: int = 55672
+    amqp_dist: int = 55673
+    epmd: int = 55674
+    profile: int = 8101
+    mfa: int = 8102
+    notifier: int = 8103
+    smtp: int = 1025
+
+
+@dataclass
+class LocalStack:
+    var: Path
+    ports: Ports = field(default_factory=Ports)
+    smtp_host: str | None = None  # an external SMTP server; None starts the local sink
+    demo_password: str | None = None
+    log_format: str = "json"
+    seed_demo: bool = True
+    children: list[Child] = field(default_factory=list)
+    postgres: LocalPostgres | None = None
+    rabbitmq: LocalRabbitMQ | None = None
+    nginx: object | None = None
+    first_start: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    generated_demo_password: bool = False
+
+    @property
+    def base_url(self) -> str:
+        return f"http://localhost:{self.ports.gateway}"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.var / "mail"
+
+    def secrets(self) -> dict[str, str]:
+        """Generated once and kept under var/ (mode 0600), so a restart reuses the same data."""
+        path = self.var / "secrets.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        self.first_start = True
+        values = {
+            "SERVICE_AUTH_KEY": secrets.token_urlsafe(32),
+            "MFA_ENCRYPTION_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+            "RECOVERY_CODE_KEY": secrets.token_urlsafe(32),
+            **{f"{s.upper()}_DB_PASSWORD": secrets.token_urlsafe(18) for s in SERVICES},
+        }
+        self.var.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values, indent=2))
+        path.chmod(0o600)
+        return values
+
+    def start(self) -> None:
+        self.var.mkdir(parents=True, exist_ok=True)
+        logs = self.var / "log"
+        values = self.secrets()
+        for name in SERVICES:
+            require_free_port(f"{name} service", getattr(self.ports, name))
+        require_free_port("gateway (nginx)", self.ports.gateway)
+
+        self.postgres = LocalPostgres(self.var / "postgres" / "data", self.ports.postgres, logs / "postgres.log")
+        self.postgres.start()
+        self.children.append(self.postgres.child)  # type: ignore[arg-type]
+        urls = asyncio.run(bootstrap(self.postgres.admin_dsn, database="portal", passwords={
+            s: values[f"{s.upper()}_DB_PASSWORD"] for s in SERVICES}))
+
+        self.rabbitmq = LocalRabbitMQ(self.var / "rabbitmq", self.ports.amqp, self.ports.amqp_dist,
+                                      self.ports.epmd, logs / "rabbitmq.log")
+        self.rabbitmq.start()
+
+        smtp_host, smtp_port = self.smtp_host or "127.0.0.1", self.ports.smtp
+        if self.smtp_host is None:
+            require_free_port("mail sink", smtp_port)
+            sink = spawn("mail sink", [sys.executable, "-m", "portal_devstack.mailsink", "--port", str(smtp_port),
+                                       "--dir", str(self.mail_dir)], log_path=logs / "mailsink.log")
+            self.children.append(sink)
+            wait_until(sink, lambda: tcp_open(smtp_port), timeout=20, what=f"SMTP port {smtp_port}")
+
+        self.env = {
+            "AMQP_URL": self.rabbitmq.amqp_url,
+            "PORTAL_BASE_URL": self.base_url,
+            "WEBAUTHN_RP_ID": "localhost",
+            "LOG_FORMAT": self.log_format,
+            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "info"),
+            "SMTP_HOST": smtp_host,
+            "SMTP_PORT": str(smtp_port),
+            "MAIL_FROM": os.environ.get("MAIL_FROM", "Client Portal <no-reply@portal.localhost>"),
+            "PROFILE_URL": f"http://127.0.0.1:{self.ports.profile}",
+            "MFA_URL": f"http://127.0.0.1:{self.ports.mfa}",
+            "SERVICE_AUTH_KEY": values["SERVICE_AUTH_KEY"],
+            "MFA_ENCRYPTION_KEYS": values["MFA_ENCRYPTION_KEYS"],
+            "RECOVERY_CODE_KEY": values["RECOVERY_CODE_KEY"],
+        }
+        for key in ("SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_STARTTLS"):
+            if os.environ.get(key):
+                self.env[key] = os.environ[key]
+        for name in SERVICES:
+            port = getattr(self.ports, name)
+            child = spawn(f"{name} service", [sys.executable, "-m", f"{name}_service"], log_path=logs / f"{name}.log",
+                          env={**self.env, "DATABASE_URL": urls[name], "HTTP_PORT": str(port)}, cwd=REPO)
+            self.children.append(child)
+        for name in SERVICES:
+            child = next(c for c in self.children if c.name == f"{name} service")
+            url = f"http://127.0.0.1:{getattr(self.ports, name)}/health/ready"
+            wait_until(child, lambda url=url: _http_ok(url), timeout=60, what=f"{url} answering 200")
+
+        if self.seed_demo:
+            if self.demo_password is None and self.first_start:
+                self.demo_password = secrets.token_urlsafe(12)  # printed once, at this first start
+                self.generated_demo_password = True
+            self._seed(urls["profile"])
+        self._start_gateway(logs)
+
+    def _seed(self, profile_url: str) -> None:
+        import subprocess
+
+        env = {**os.environ, **self.env, "DATABASE_URL": profile_url}
+        if self.demo_password:
+            env["DEMO_PASSWORD"] = self.demo_password
+        result = subprocess.run([sys.executable, "-m", "profile_service", "seed-demo"], env=env, cwd=REPO,
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise StartError(f"seeding the demo data failed:\n{result.stderr[-2000:]}")
+        self.seed_output = result.stdout
+
+    def _start_gateway(self, logs: Path) -> None:
+        from portal_devstack.nginx import LocalNginx
+
+        nginx = LocalNginx(prefix=self.var / "nginx", port=self.ports.gateway, profile_port=self.ports.profile,
+                           mfa_port=self.ports.mfa, notifier_port=self.ports.notifier, ui_root=REPO / "ui",
+                           log_path=logs / "nginx.log")
+        nginx.start()
+        self.nginx = nginx
+
+    def stop(self) -> None:
+        if self.nginx is not None:
+            self.nginx.stop()  # type: ignore[attr-defined]
+        for child in reversed(self.children):
+            if child.name.endswith("service") or child.name == "mail sink":
+                child.stop()
+        if self.rabbitmq:
+            self.rabbitmq.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback URL we built)
+            return bool(response.status == 200)
+    except OSError:
+        return False
