@@ -1,0 +1,18 @@
+"""The whole stack as `make up` runs it, on random loopback ports in a throwaway directory."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from portal_devstack.process import free_port
+from portal_devstack.stack import LocalStack, Ports
+
+DEMO_PASSWORD = "correct horse battery staple 42"
+
+
+def throwaway_stack() -> LocalStack:
+    ports = Ports(**{name: free_port() for name in (
+        "gateway", "postgres", "amqp", "amqp_dist", "epmd", "profile", "mfa", "notifier", "smtp")})
+    return LocalStack(var=Path(tempfile.mkdtemp(prefix="portal-stack-")), ports=ports,
+                      demo_password=DEMO_PASSWORD, log_format="json")
