@@ -42,7 +42,8 @@ class LocalBackend:
     def __post_init__(self) -> None:
         self.postgres = LocalPostgres(self.root / "pg" / "data", free_port(), self.root / "postgres.log", fast=True)
         self.rabbitmq = LocalRabbitMQ(self.root / "rabbitmq", free_port(), free_port(), free_port(),
-                                      self.root / "rabbitmq.log", node_name=f"test{os.getpid()}@localhost")
+                                      self.root / "rabbitmq.log", node_name=f"test{os.getpid()}@localhost",
+                                      management_port=free_port())
         self.postgres.start()
         self.rabbitmq.start()
 
@@ -55,10 +56,9 @@ class LocalBackend:
 
     def new_vhost(self) -> str:
         vhost = f"t{uuid.uuid4().hex[:10]}"
-        for args in (("add_vhost", vhost), ("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")):
-            result = self.rabbitmq.ctl(*args)
-            if result.returncode != 0:
-                raise RuntimeError(f"rabbitmqctl {args[0]} failed: {result.stderr}")
+        self.rabbitmq.management_put(f"vhosts/{vhost}")
+        self.rabbitmq.management_put(f"permissions/{vhost}/guest",
+                                     {"configure": ".*", "write": ".*", "read": ".*"})
         return vhost
 
     def stop_broker(self) -> None:

@@ -13,6 +13,6 @@ DEMO_PASSWORD = "correct horse battery staple 42"
 
 def throwaway_stack() -> LocalStack:
     ports = Ports(**{name: free_port() for name in (
-        "gateway", "postgres", "amqp", "amqp_dist", "epmd", "profile", "mfa", "notifier", "smtp")})
+        "gateway", "postgres", "amqp", "amqp_dist", "epmd", "amqp_management", "profile", "mfa", "notifier", "smtp")})
     return LocalStack(var=Path(tempfile.mkdtemp(prefix="portal-stack-")), ports=ports,
                       demo_password=DEMO_PASSWORD, log_format="json")

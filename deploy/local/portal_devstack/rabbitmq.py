@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
+import urllib.request
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +25,7 @@ class LocalRabbitMQ:
     epmd_port: int
     log_path: Path
     node_name: str = "portal@localhost"
+    management_port: int | None = None  # the management plugin: HTTP API and UI
     child: Child | None = field(default=None, repr=False)
 
     @property
@@ -32,8 +36,7 @@ class LocalRabbitMQ:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         (self.base_dir / "log").mkdir(exist_ok=True)
         plugins = self.base_dir / "enabled_plugins"
-        if not plugins.exists():
-            plugins.write_text("[].\n")
+        plugins.write_text("[rabbitmq_management].\n" if self.management_port else "[].\n")
         return {
             "HOME": str(self.base_dir),  # the Erlang cookie lives here, shared by server and rabbitmqctl
             "RABBITMQ_MNESIA_BASE": str(self.base_dir / "mnesia"),
@@ -56,9 +59,26 @@ class LocalRabbitMQ:
             require_free_port(name, port)
         env = self.env()
         # guest may only log in from loopback, which is where we listen.
-        (self.base_dir / "rabbitmq.conf").write_text("loopback_users.guest = true\n")
+        config = "loopback_users.guest = true\n"
+        if self.management_port:
+            require_free_port("rabbitmq (management)", self.management_port)
+            config += f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {self.management_port}\n"
+        (self.base_dir / "rabbitmq.conf").write_text(config)
         self.child = spawn("rabbitmq", [str(RABBITMQ_BIN / "rabbitmq-server")], log_path=self.log_path, env=env)
         wait_until(self.child, lambda: tcp_open(self.port), timeout=timeout, what=f"AMQP port {self.port}")
+        if self.management_port:
+            port = self.management_port
+            wait_until(self.child, lambda: tcp_open(port), timeout=timeout, what=f"management port {port}")
+
+    def management_put(self, path: str, body: dict[str, object] | None = None) -> None:
+        """PUT to the management HTTP API (milliseconds, where rabbitmqctl takes a second)."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.management_port}/api/{path}", method="PUT",
+            data=json.dumps(body or {}).encode(),
+            headers={"Content-Type": "application/json",
+                     "Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
+            response.read()
 
     def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node_name, *args],

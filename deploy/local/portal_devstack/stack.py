@@ -33,6 +33,7 @@ class Ports:
     amqp: int = 55672
     amqp_dist: int = 55673
     epmd: int = 55674
+    amqp_management: int = 55675
     profile: int = 8101
     mfa: int = 8102
     notifier: int = 8103
@@ -95,7 +96,8 @@ class LocalStack:
             s: values[f"{s.upper()}_DB_PASSWORD"] for s in SERVICES}))
 
         self.rabbitmq = LocalRabbitMQ(self.var / "rabbitmq", self.ports.amqp, self.ports.amqp_dist,
-                                      self.ports.epmd, logs / "rabbitmq.log")
+                                      self.ports.epmd, logs / "rabbitmq.log",
+                                      management_port=self.ports.amqp_management)
         self.rabbitmq.start()
 
         smtp_host, smtp_port = self.smtp_host or "127.0.0.1", self.ports.smtp

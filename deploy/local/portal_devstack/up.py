@@ -48,6 +48,7 @@ def main() -> None:
         print("Demo password: the value of DEMO_PASSWORD")
     else:
         print("Demo password: as printed at the first start (set DEMO_PASSWORD to reset it)")
+    print(f"RabbitMQ management: http://127.0.0.1:{stack.ports.amqp_management}/ (guest/guest, loopback only)")
     if not smtp_external:
         print(f"Emails are saved under {stack.mail_dir}/")
     print("Press Ctrl-C to stop.", flush=True)
