@@ -83,3 +83,16 @@ def smtp_sink() -> Iterator[SmtpSink]:
 async def stack_env(backend: Backend, smtp_sink: SmtpSink) -> AsyncIterator[dict[str, str]]:
     smtp_sink.messages.clear()
     yield await new_stack_env(backend, smtp_port=smtp_sink.port)
+
+
+@pytest.fixture(scope="session")
+def portal_stack() -> Iterator[Any]:
+    """The whole stack as `make up` runs it (services as processes, nginx in front), random ports."""
+    from tests.support.stack import throwaway_stack
+
+    stack = throwaway_stack()
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
