@@ -1,0 +1,37 @@
+"""Calls to the profile service: the password check behind "confirm with your password"."""
+
+from __future__ import annotations
+
+import aiohttp
+import structlog
+from portal_shared import tokens
+
+from mfa_service.errors import ProfileUnavailable
+
+log = structlog.get_logger("mfa.profile_client")
+TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+class ProfileClient:
+    def __init__(self, session: aiohttp.ClientSession, *, base_url: str, service_auth_key: str) -> None:
+        self._session = session
+        self._url = base_url.rstrip("/") + "/internal/verify-password"
+        self._key = service_auth_key
+
+    async def verify_password(self, user_id: str, password: str) -> bool:
+        """True when profile confirms the password (a throttled account answers False).
+
+        Raises ProfileUnavailable when profile cannot answer: we never guess in the user's favour.
+        """
+        headers = tokens.service_authorization(self._key, issuer="mfa", audience="profile")
+        try:
+            async with self._session.post(self._url, json={"user_id": user_id, "password": password},
+                                          headers=headers, timeout=TIMEOUT) as response:
+                if response.status != 200:
+                    log.warning("verify_password_failed", status=response.status)
+                    raise ProfileUnavailable("The password could not be checked; try again shortly.")
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.warning("verify_password_unreachable", error=type(exc).__name__)
+            raise ProfileUnavailable("The password could not be checked; try again shortly.") from None
+        return isinstance(body, dict) and body.get("ok") is True

@@ -1,0 +1,1 @@
+"""Plain-SQL adapters for the mfa schema: one module per table, rows mapped to dataclasses."""
