@@ -1,0 +1,71 @@
+"""Event handlers: each contract event becomes an email job (or a projection update) in the inbox's transaction.
+
+The shared consumer (portal_shared.consumer) runs every handler inside the transaction that records the
+message in the inbox, so a redelivered event finds its inbox row and never queues a second email.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import datetime
+
+import asyncpg
+from portal_shared.consumer import EventHandler, PermanentError
+from portal_shared.events import (
+    ALL_EVENTS,
+    Envelope,
+    PasswordResetRequested,
+    UserCreated,
+    UserInvited,
+    UserUpdated,
+)
+
+from notifier_service import repository
+
+PROJECTION_EVENTS = (UserCreated, UserUpdated)
+EMAIL_EVENTS = tuple(cls for cls in ALL_EVENTS if cls not in PROJECTION_EVENTS)
+# The event id becomes the Message-ID's left part (RFC 5322 §3.6.4 dot-atom): refuse anything else.
+_EVENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def parse_timestamp(value: str, *, field: str) -> datetime:
+    """An ISO 8601 timestamp with its offset (the contract's timestamps are UTC); anything else is permanent."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise PermanentError(f"{field} is not an ISO 8601 timestamp: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise PermanentError(f"{field} has no UTC offset: {value!r}")
+    return parsed
+
+
+async def project_user(conn: asyncpg.Connection, envelope: Envelope) -> None:
+    event = envelope.event
+    assert isinstance(event, UserCreated | UserUpdated)
+    await repository.upsert_user(conn, user_id=event.user_id, email=event.email, name=event.name,
+                                 event_at=parse_timestamp(envelope.occurred_at, field="occurred_at"))
+
+
+async def queue_email(conn: asyncpg.Connection, envelope: Envelope) -> None:
+    event = envelope.event
+    if not _EVENT_ID.match(envelope.id):
+        raise PermanentError(f"event id {envelope.id[:80]!r} cannot name an email")
+    recipient: str | None = None
+    expires_at: datetime | None = None
+    if isinstance(event, UserInvited | PasswordResetRequested):
+        # These carry their own address: an invitee has no projection row yet, and a reset goes where asked.
+        recipient = event.email
+        expires_at = parse_timestamp(event.expires_at, field="expires_at")
+    await repository.insert_job(
+        conn, job_id=envelope.id, type=envelope.type, user_id=event.user_id, recipient=recipient,
+        data=dataclasses.asdict(event), occurred_at=parse_timestamp(envelope.occurred_at, field="occurred_at"),
+        expires_at=expires_at,
+    )
+
+
+def event_handlers() -> dict[str, EventHandler]:
+    """The handler of every event type in the contract, keyed by routing key (= event type)."""
+    handlers: dict[str, EventHandler] = {cls.type: project_user for cls in PROJECTION_EVENTS}
+    handlers.update({cls.type: queue_email for cls in EMAIL_EVENTS})
+    return handlers

@@ -1,0 +1,225 @@
+"""The courier: sends queued email jobs over SMTP, retries what may succeed later, never re-sends a sent job.
+
+Several workers run at once, each with its own reused SMTP connection. A worker claims a small batch
+(FOR UPDATE SKIP LOCKED, pushing the jobs one lease ahead), sends them one by one and records each
+outcome right after the server's reply. A job is marked sent only after the server accepted it, so a
+crash between acceptance and that update re-sends just the jobs in flight (at-least-once delivery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parseaddr
+
+import asyncpg
+import jinja2
+import structlog
+
+from notifier_service import emails, repository
+from notifier_service.config import Settings
+from notifier_service.mailer import Mailer, PermanentSendError, SmtpOptions, TransientSendError
+from notifier_service.metrics import (
+    EMAILS_EXPIRED,
+    EMAILS_FAILED,
+    EMAILS_RETRIED,
+    EMAILS_SENT,
+    JOBS_FAILED,
+    JOBS_QUEUED,
+    OLDEST_QUEUED_SECONDS,
+)
+from notifier_service.repository import Job
+
+log = structlog.get_logger("notifier.dispatcher")
+STATS_INTERVAL_SECONDS = 2.0
+STOP_GRACE_SECONDS = 10.0
+PRUNE_EVERY_SECONDS = 3600.0
+
+
+def backoff_seconds(attempts: int, *, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with "equal jitter": half the step fixed, half random, so retries spread out."""
+    step = min(cap, base * 2 ** max(attempts - 1, 0))
+    return step / 2 + rand() * step / 2
+
+
+class Dispatcher:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._config = settings.dispatch
+        self._smtp = SmtpOptions(host=settings.smtp_host, port=settings.smtp_port, username=settings.smtp_username,
+                                 password=settings.smtp_password, starttls=settings.smtp_starttls,
+                                 timeout=settings.dispatch.smtp_timeout_seconds)
+        self._envelope_sender = parseaddr(settings.mail_from)[1] or settings.mail_from  # MAIL FROM: the bare address
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self._helpers: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._helpers = [asyncio.create_task(self._listen(), name="notifier-listen"),
+                         asyncio.create_task(self._update_stats(), name="notifier-stats")]
+        self._workers = [asyncio.create_task(self._work(n), name=f"notifier-worker-{n}")
+                         for n in range(self._config.workers)]
+
+    async def stop(self) -> None:
+        """Let each worker finish the email it is sending (so it is recorded as sent), then stop."""
+        self._stopping.set()
+        self._wake.set()
+        if self._workers:
+            _, pending = await asyncio.wait(self._workers, timeout=STOP_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
+        for task in self._helpers:
+            task.cancel()
+        await asyncio.gather(*self._workers, *self._helpers, return_exceptions=True)
+
+    async def _work(self, number: int) -> None:
+        mailer = Mailer(self._smtp)
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    jobs = await repository.claim_jobs(self._pool, limit=self._config.batch_size,
+                                                       lease_seconds=self._config.lease_seconds)
+                    if jobs:
+                        await self._send_batch(mailer, jobs)
+                    failures = 0
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the database is down or failing over: wait, never give up
+                    failures += 1
+                    log.warning("dispatcher_error", worker=number, error=type(exc).__name__, detail=str(exc)[:200])
+                    await asyncio.sleep(backoff_seconds(failures, base=0.2, cap=5.0))
+                    continue
+                if len(jobs) < self._config.batch_size:
+                    await self._idle()
+        finally:
+            await mailer.close()
+
+    async def _idle(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._config.poll_seconds)
+        self._wake.clear()  # this worker claims next, so no wake-up is lost
+
+    async def _send_batch(self, mailer: Mailer, jobs: list[Job]) -> None:
+        for index, job in enumerate(jobs):
+            if self._stopping.is_set():
+                await repository.release(self._pool, [j.id for j in jobs[index:]], delay_seconds=0)
+                return
+            structlog.contextvars.bind_contextvars(event_id=job.id, event_type=job.type)
+            try:
+                server_down = await self._deliver(mailer, job)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                raise  # the database is unreachable: the worker backs off; leases bring the jobs back
+            except Exception as exc:  # a bug must not stall the queue: this job waits, the others go on
+                log.exception("email_job_crashed")
+                await self._retry_later(job, f"{type(exc).__name__}: {exc}", reason="error")
+                server_down = False
+            finally:
+                structlog.contextvars.unbind_contextvars("event_id", "event_type")
+            if server_down:
+                # No point trying the rest of the batch against a server we cannot reach.
+                delay = backoff_seconds(job.attempts, base=self._config.retry_base_seconds,
+                                        cap=self._config.retry_max_seconds)
+                await repository.release(self._pool, [j.id for j in jobs[index + 1:]], delay_seconds=delay)
+                return
+
+    async def _deliver(self, mailer: Mailer, job: Job) -> bool:
+        """Send one job and record the outcome; True when the SMTP server could not be reached."""
+        if job.expires_at is not None and job.expires_at <= datetime.now(UTC):
+            await repository.mark_expired(self._pool, job.id)
+            EMAILS_EXPIRED.labels(job.type).inc()
+            log.info("email_expired", expires_at=job.expires_at.isoformat())
+            return False
+        if job.recipient is None:
+            # The user_created event has not arrived yet (events of different producers race): wait for it.
+            await self._retry_later(job, "recipient unknown: user not in the projection yet", reason="no_recipient")
+            return False
+        try:
+            rendered = emails.render(job, base_url=self._settings.common.portal_base_url,
+                                     key=self._settings.service_auth_key)
+            message = emails.build_message(job, rendered, recipient=job.recipient,
+                                           mail_from=self._settings.mail_from)
+        except (emails.TemplateMissing, jinja2.TemplateError, ValueError, TypeError) as exc:
+            await self._fail(job, f"cannot build the email: {exc}")
+            return False
+        try:
+            await mailer.send(message, sender=self._envelope_sender, recipient=job.recipient)
+        except PermanentSendError as exc:
+            await self._fail(job, f"rejected by the SMTP server: {exc}")
+            return False
+        except TransientSendError as exc:
+            await self._retry_later(job, str(exc), reason="smtp")
+            return not mailer.connected
+        await self._record_sent(job)
+        return False
+
+    async def _record_sent(self, job: Job) -> None:
+        # The email is out: a lost update here would send it again once the lease ends, so insist a little.
+        for attempt in range(5):
+            try:
+                await repository.mark_sent(self._pool, job.id, job.recipient or "")
+                break
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.2 * 2 ** attempt)
+        EMAILS_SENT.labels(job.type).inc()
+        log.debug("email_sent", attempts=job.attempts)
+
+    async def _retry_later(self, job: Job, error: str, *, reason: str) -> None:
+        if job.attempts >= self._config.max_attempts:
+            await self._fail(job, f"gave up after {job.attempts} attempts: {error}")
+            return
+        delay = backoff_seconds(job.attempts, base=self._config.retry_base_seconds, cap=self._config.retry_max_seconds)
+        await repository.reschedule(self._pool, job.id, delay_seconds=delay, reason=error)
+        EMAILS_RETRIED.labels(reason).inc()
+        log.info("email_retry_scheduled", attempts=job.attempts, delay=round(delay, 2), error=error[:200])
+
+    async def _fail(self, job: Job, reason: str) -> None:
+        await repository.mark_failed(self._pool, job.id, reason)
+        EMAILS_FAILED.labels(job.type).inc()
+        log.error("email_failed", attempts=job.attempts, reason=reason[:300])
+
+    async def _listen(self) -> None:
+        """LISTEN on a dedicated connection so a committed job wakes the workers at once."""
+        while True:
+            try:
+                conn = await asyncpg.connect(self._settings.common.database_url)
+                try:
+                    await conn.add_listener(repository.NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                    self._wake.set()  # jobs may have committed while we were not listening
+                    while not conn.is_closed():
+                        await asyncio.sleep(5)
+                        await conn.execute("SELECT 1")
+                finally:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("dispatcher_listen_lost", error=type(exc).__name__)
+                await asyncio.sleep(2)
+
+    async def _update_stats(self) -> None:
+        """Refresh the queue gauges; now and then drop finished jobs past their retention."""
+        loop = asyncio.get_running_loop()
+        pruned_at = loop.time()
+        while True:
+            try:
+                row = await repository.stats(self._pool)
+                JOBS_QUEUED.set(row["queued"])
+                JOBS_FAILED.set(row["failed"])
+                OLDEST_QUEUED_SECONDS.set(float(row["oldest"]))
+                if loop.time() - pruned_at > PRUNE_EVERY_SECONDS:
+                    pruned_at = loop.time()
+                    await repository.prune_finished(self._pool)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("dispatcher_stats_failed", error=type(exc).__name__)
+            await asyncio.sleep(STATS_INTERVAL_SECONDS)

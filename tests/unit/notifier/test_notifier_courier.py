@@ -1,0 +1,75 @@
+"""Courier rules without servers: backoff, SMTP reply classes, settings, handler coverage, the operator CLI."""
+
+from __future__ import annotations
+
+import pytest
+from notifier_service import cli, consumers
+from notifier_service.config import Settings
+from notifier_service.dispatcher import backoff_seconds
+from notifier_service.mailer import PermanentSendError, TransientSendError, _classify
+from portal_shared.config import SettingsError
+from portal_shared.consumer import PermanentError
+from portal_shared.events import ALL_EVENTS
+
+ENV = {"DATABASE_URL": "postgresql://n@localhost/db", "AMQP_URL": "amqp://localhost/", "SERVICE_AUTH_KEY": "k"}
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
+    low = [backoff_seconds(n, base=1.0, cap=60.0, rand=lambda: 0.0) for n in range(1, 9)]
+    high = [backoff_seconds(n, base=1.0, cap=60.0, rand=lambda: 1.0) for n in range(1, 9)]
+    assert high == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert low == [h / 2 for h in high]
+    assert all(0.5 <= backoff_seconds(1, base=1.0, cap=60.0) <= 1.0 for _ in range(100))
+
+
+@pytest.mark.parametrize(("code", "kind"), [(421, TransientSendError), (450, TransientSendError),
+                                            (451, TransientSendError), (452, TransientSendError),
+                                            (550, PermanentSendError), (552, PermanentSendError),
+                                            (554, PermanentSendError), (-1, TransientSendError)])
+def test_smtp_replies_4xx_are_retried_and_5xx_are_final(code: int, kind: type[Exception]) -> None:
+    assert isinstance(_classify(code, f"{code} reason"), kind)
+
+
+def test_settings_need_the_service_auth_key() -> None:
+    settings = Settings.from_env(ENV)
+    assert settings.service_auth_key == "k" and settings.dispatch.workers >= 2
+    with pytest.raises(SettingsError, match="SERVICE_AUTH_KEY"):
+        Settings.from_env({k: v for k, v in ENV.items() if k != "SERVICE_AUTH_KEY"})
+
+
+@pytest.mark.parametrize(("name", "value"), [("NOTIFIER_WORKERS", "0"), ("NOTIFIER_RETRY_BASE_SECONDS", "-1"),
+                                             ("NOTIFIER_POLL_SECONDS", "soon"), ("SMTP_PORT", "x")])
+def test_bad_dispatch_settings_stop_the_service_naming_them(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({**ENV, name: value})
+
+
+def test_the_defaults_bound_the_work_in_flight() -> None:
+    dispatch = Settings.from_env(ENV).dispatch
+    assert dispatch.lease_seconds > 2 * dispatch.smtp_timeout_seconds  # a live sender never loses its claim
+    assert dispatch.workers * dispatch.batch_size <= 100
+
+
+def test_every_contract_event_has_a_handler() -> None:
+    handlers = consumers.event_handlers()
+    assert set(handlers) == {cls.type for cls in ALL_EVENTS}
+    assert handlers["profile.user_created"] is consumers.project_user
+    assert handlers["profile.user_updated"] is consumers.project_user
+    assert handlers["mfa.recovery_code_used"] is consumers.queue_email
+
+
+def test_timestamps_must_carry_an_offset() -> None:
+    assert consumers.parse_timestamp("2025-03-04T14:05:09Z", field="t").utcoffset() is not None
+    for bad in ("2025-03-04T14:05:09", "tomorrow", ""):
+        with pytest.raises(PermanentError):
+            consumers.parse_timestamp(bad, field="t")
+
+
+def test_the_cli_retries_one_job_or_all_failed_never_neither() -> None:
+    parser = cli.parser()
+    assert parser.parse_args(["jobs", "retry", "--id", "abc"]).id == "abc"
+    assert parser.parse_args(["jobs", "retry", "--all-failed"]).all_failed
+    assert parser.parse_args(["jobs", "list"]).status == "failed"
+    for argv in (["jobs", "retry"], ["jobs", "retry", "--id", "a", "--all-failed"], ["jobs", "list", "--status", "x"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
