@@ -1,28 +1,54 @@
-"""`python -m profile_service`: read settings, configure logging, serve until SIGTERM."""
+"""`python -m profile_service` serves; `python -m profile_service seed-demo` creates the demo data (make up)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
 
+from aiohttp import web
 from portal_shared.config import SettingsError
 from portal_shared.logging import configure_logging
 from portal_shared.runtime import serve
 
 from profile_service.app import create_app
+from profile_service.bootstrap import DEMO_ADMIN, DEMO_USER, seed_demo
 from profile_service.config import Settings
 
 
-def main() -> None:
+def serve_forever() -> None:
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         sys.exit(f"profile-service: {exc}")
     configure_logging(service="profile", level=settings.common.log_level, fmt=settings.common.log_format)
 
-    async def factory():  # type: ignore[no-untyped-def]
+    async def factory() -> web.Application:
         return create_app(settings)
 
     serve(factory, host=settings.common.http_host, port=settings.common.http_port)
+
+
+def seed() -> None:
+    """Reads DATABASE_URL and DEMO_PASSWORD (when set, both demo accounts get it at every run)."""
+    database_url = os.environ.get("DATABASE_URL", "").strip()
+    if not database_url:
+        sys.exit("profile-service seed-demo: required setting DATABASE_URL is not set")
+    report = asyncio.run(seed_demo(database_url, password=os.environ.get("DEMO_PASSWORD") or None))
+    for email in report.created:
+        print(f"created {email}")
+    print(f"demo accounts: {DEMO_ADMIN['email']} (MSP admin), {DEMO_USER['email']} (client user)"
+          + ("; password set from DEMO_PASSWORD" if report.passwords_set else ""))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        serve_forever()
+    elif args == ["seed-demo"]:
+        seed()
+    else:
+        sys.exit("usage: python -m profile_service [seed-demo]")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,22 @@
+"""The per-user audit log of security events (sign-ins, failures, password and profile changes, impersonation)."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from profile_service.models import AuditEntry
+
+_INSERT = "INSERT INTO audit_log (user_id, type, ip, detail) VALUES ($1, $2, $3, $4)"
+_LIST = "SELECT at, type, ip, detail FROM audit_log WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2"
+
+
+async def record(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, type_: str, *, ip: str = "",
+                 detail: str = "") -> None:
+    await conn.execute(_INSERT, uuid.UUID(user_id), type_, ip, detail[:1000])
+
+
+async def entries(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, *, limit: int = 500) -> list[AuditEntry]:
+    return [AuditEntry(r["at"], r["type"], r["ip"], r["detail"])
+            for r in await conn.fetch(_LIST, uuid.UUID(user_id), limit)]

@@ -1,0 +1,88 @@
+"""Creating accounts outside the HTTP API: the first MSP admin (`portal-admin`) and the demo data (`make up`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from portal_shared.events import UserCreated
+from portal_shared.migrate import run_migrations
+from portal_shared.outbox import enqueue
+
+from profile_service import throttle, tokens_repo, users_repo
+from profile_service.config import SERVICE
+from profile_service.models import CLIENT_USER, MSP_ADMIN
+from profile_service.passwords import OWASP_PARAMETERS, PasswordHasher
+from profile_service.recovery import INVITE_LIFETIME_SECONDS, link
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+DEMO_ADMIN = {"email": "admin@msp.example", "name": "MSP Admin", "role": MSP_ADMIN}
+DEMO_CLIENT = "Demo Client Co"
+DEMO_USER = {"email": "demo@client.example", "name": "Demo User", "role": CLIENT_USER, "title": "Office Manager",
+             "mobile": "+44 20 7946 0018"}
+
+
+class AlreadyExists(Exception):
+    """An account with that email address exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeedReport:
+    created: list[str]
+    passwords_set: bool
+
+
+async def _connect(database_url: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": SERVICE})
+    await run_migrations(conn, MIGRATIONS, schema=SERVICE)
+    return conn
+
+
+async def create_admin(database_url: str, *, email: str, name: str, base_url: str) -> str:
+    """Create an MSP admin without a password; return the one-time set-password link (valid 3 days)."""
+    conn = await _connect(database_url)
+    try:
+        async with conn.transaction():
+            if await users_repo.email_taken(conn, email):
+                raise AlreadyExists(email)
+            user_id = await users_repo.insert(conn, email=email, name=name, role=MSP_ADMIN)
+            await enqueue(conn, UserCreated(user_id=user_id, email=email, name=name), source=SERVICE)
+            token, _ = await tokens_repo.issue(conn, user_id, tokens_repo.INVITE,
+                                               lifetime_seconds=INVITE_LIFETIME_SECONDS)
+        return link(base_url, "accept-invite", token)
+    finally:
+        await conn.close()
+
+
+async def seed_demo(database_url: str, *, password: str | None) -> SeedReport:
+    """The contract's demo data, created when absent; with `password`, both demo accounts get it (always)."""
+    password_hash = None
+    if password:
+        hasher = PasswordHasher(1, **OWASP_PARAMETERS)
+        try:
+            password_hash = await hasher.hash(password)  # demo data: the password rules do not apply
+        finally:
+            hasher.close()
+    conn = await _connect(database_url)
+    created: list[str] = []
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('profile-seed-demo'))")
+            client = await users_repo.get_client_by_name(conn, DEMO_CLIENT) or await users_repo.insert_client(
+                conn, DEMO_CLIENT)
+            for spec in (DEMO_ADMIN, DEMO_USER):
+                user = await users_repo.get_by_email(conn, str(spec["email"]))
+                if user is None:
+                    client_id = client.id if spec["role"] == CLIENT_USER else None
+                    user_id = await users_repo.insert(conn, client_id=client_id, password_hash=password_hash,
+                                                      **spec)
+                    await enqueue(conn, UserCreated(user_id=user_id, email=str(spec["email"]), name=str(spec["name"])),
+                                  source=SERVICE)
+                    created.append(str(spec["email"]))
+                elif password_hash:
+                    await users_repo.set_password_hash(conn, user.id, password_hash)
+                    await throttle.record_success(conn, user.id)
+    finally:
+        await conn.close()
+    return SeedReport(created=created, passwords_set=password_hash is not None)

@@ -1,0 +1,92 @@
+"""HTTP handlers for /api/admin/*: MSP admins only (a client user gets 403)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from portal_shared.web import json_response, no_content, read_json
+
+from profile_service import admin, guard, sessions
+from profile_service.keys import CONTEXT
+from profile_service.models import Session
+from profile_service.views import admin_user, iso, session_info
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/admin/clients")
+async def create_client(request: web.Request) -> web.Response:
+    guard.admin(request)
+    body = await read_json(request)
+    client = await admin.create_client(request.app[CONTEXT], body)
+    return json_response(client.to_json(), status=201)
+
+
+@routes.get("/api/admin/clients")
+async def list_clients(request: web.Request) -> web.Response:
+    guard.admin(request)
+    return json_response([c.to_json() for c in await admin.list_clients(request.app[CONTEXT])])
+
+
+@routes.post("/api/admin/users")
+async def create_user(request: web.Request) -> web.Response:
+    session = guard.admin(request)
+    body = await read_json(request)
+    user = await admin.create_user(request.app[CONTEXT], session, body, ip=guard.meta(request)[1])
+    return json_response(admin_user(user), status=201)
+
+
+@routes.get("/api/admin/users")
+async def list_users(request: web.Request) -> web.Response:
+    guard.admin(request)
+    users = await admin.list_users(request.app[CONTEXT], client_id=request.query.get("client_id"),
+                                   query=request.query.get("q"))
+    return json_response([admin_user(u) for u in users])
+
+
+@routes.patch("/api/admin/users/{id}")
+async def update_user(request: web.Request) -> web.Response:
+    session = guard.admin(request)
+    body = await read_json(request)
+    user = await admin.update_user(request.app[CONTEXT], session, request.match_info["id"], body,
+                                   ip=guard.meta(request)[1])
+    return json_response(admin_user(user))
+
+
+async def _session_now(request: web.Request, session: Session) -> web.Response:
+    """The session as GET /api/auth/session shows it, re-read after a change."""
+    ctx = request.app[CONTEXT]
+    raw = request.cookies[sessions.SESSION_COOKIE]
+    fresh = await sessions.load(ctx.pool, raw) or session
+    return json_response(session_info(fresh, raw, ctx.settings.service_auth_key))
+
+
+@routes.post("/api/admin/users/{id}/impersonate")
+async def impersonate(request: web.Request) -> web.Response:
+    session = guard.admin(request)
+    body = await read_json(request)
+    await admin.impersonate(request.app[CONTEXT], session, request.match_info["id"], body.get("reason"),
+                            ip=guard.meta(request)[1])
+    return await _session_now(request, session)
+
+
+@routes.post("/api/admin/impersonation/stop")
+async def stop_impersonation(request: web.Request) -> web.Response:
+    session = guard.admin(request)
+    await read_json(request)
+    await admin.stop_impersonation(request.app[CONTEXT], session, ip=guard.meta(request)[1])
+    return await _session_now(request, session)
+
+
+@routes.post("/api/admin/users/{id}/mfa/reset")
+async def reset_two_factor(request: web.Request) -> web.Response:
+    session = guard.admin(request)
+    await read_json(request)
+    await admin.reset_two_factor(request.app[CONTEXT], session, request.match_info["id"], ip=guard.meta(request)[1])
+    return no_content()
+
+
+@routes.get("/api/admin/users/{id}/audit")
+async def audit_log(request: web.Request) -> web.Response:
+    guard.admin(request)
+    entries = await admin.audit_log(request.app[CONTEXT], request.match_info["id"])
+    return json_response([{"at": iso(e.at), "type": e.type, "ip": e.ip, "detail": e.detail} for e in entries])

@@ -1,0 +1,209 @@
+"""HTTP handlers for /api/auth/*: parse and check the request, call one service function, shape the answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from portal_shared.web import json_response, no_content, read_json
+
+from profile_service import guard, reauth, recovery, sessions, signin
+from profile_service.errors import NotSignedIn, ValidationFailed
+from profile_service.keys import CONTEXT, SESSION
+from profile_service.validation import FieldError, clean_email
+from profile_service.views import session_info
+
+PASSKEY_COOKIE = "portal_passkey_challenge"
+PASSKEY_PATH = "/api/auth/login/passkey"
+
+routes = web.RouteTableDef()
+
+
+def _strings(body: dict[str, Any], *names: str) -> list[str]:
+    """The named fields as strings; missing or non-string ones are 422 field errors."""
+    errors = {n: ["This field is required."] for n in names if not isinstance(body.get(n), str) or not body[n]}
+    if errors:
+        raise ValidationFailed(errors)
+    return [body[n] for n in names]
+
+
+def _signed_in_response(request: web.Request, result: signin.SignInResult) -> web.Response:
+    response = json_response(result.to_json())
+    sessions.set_cookies(response, result.raw_session_id, request.app[CONTEXT].settings)
+    return response
+
+
+@routes.post("/api/auth/login")
+async def login(request: web.Request) -> web.Response:
+    email, password = _strings(await read_json(request), "email", "password")
+    user_agent, ip = guard.meta(request)
+    result = await signin.login(request.app[CONTEXT], email=email.strip(), password=password,
+                                previous=request[SESSION], user_agent=user_agent, ip=ip)
+    return _signed_in_response(request, result)
+
+
+@routes.post("/api/auth/login/totp")
+async def login_totp(request: web.Request) -> web.Response:
+    (code,) = _strings(await read_json(request), "code")
+    ctx, session = request.app[CONTEXT], signin.pending(request[SESSION])
+    result = await signin.second_factor(
+        ctx, session, method="totp", ip=guard.meta(request)[1],
+        check=lambda: _ok_only(ctx.mfa.verify_totp(session.user.id, code.strip())))
+    return _signed_in_response(request, result)
+
+
+async def _ok_only(check: Any) -> tuple[bool, int | None]:
+    return bool(await check), None
+
+
+@routes.post("/api/auth/login/recovery-code")
+async def login_recovery_code(request: web.Request) -> web.Response:
+    (code,) = _strings(await read_json(request), "code")
+    ctx, session = request.app[CONTEXT], signin.pending(request[SESSION])
+    result = await signin.second_factor(
+        ctx, session, method="recovery code", ip=guard.meta(request)[1],
+        check=lambda: ctx.mfa.verify_recovery_code(session.user.id, code.strip()))
+    return _signed_in_response(request, result)
+
+
+@routes.post("/api/auth/login/webauthn/options")
+async def login_webauthn_options(request: web.Request) -> web.Response:
+    await read_json(request)
+    return json_response(await signin.webauthn_options(request.app[CONTEXT], request[SESSION]))
+
+
+@routes.post("/api/auth/login/webauthn")
+async def login_webauthn(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if not isinstance(body.get("credential"), dict):
+        raise ValidationFailed({"credential": ["This field is required."]})
+    ctx = request.app[CONTEXT]
+    check = await signin.webauthn_check(ctx, request[SESSION], body["credential"])
+    result = await signin.second_factor(ctx, request[SESSION], method="security key", check=check,
+                                        ip=guard.meta(request)[1])
+    return _signed_in_response(request, result)
+
+
+@routes.post("/api/auth/login/passkey/options")
+async def login_passkey_options(request: web.Request) -> web.Response:
+    await read_json(request)
+    ctx = request.app[CONTEXT]
+    challenge = await ctx.mfa.webauthn_options(None)
+    response = json_response(challenge.options)
+    response.set_cookie(PASSKEY_COOKIE, challenge.challenge_id, httponly=True, samesite="Strict", path=PASSKEY_PATH,
+                        max_age=300, secure=ctx.settings.secure_cookies)
+    return response
+
+
+@routes.post("/api/auth/login/passkey")
+async def login_passkey(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if not isinstance(body.get("credential"), dict):
+        raise ValidationFailed({"credential": ["This field is required."]})
+    user_agent, ip = guard.meta(request)
+    result = await signin.passkey(request.app[CONTEXT], challenge_id=request.cookies.get(PASSKEY_COOKIE),
+                                  credential=body["credential"], previous=request[SESSION],
+                                  user_agent=user_agent, ip=ip)
+    response = _signed_in_response(request, result)
+    response.del_cookie(PASSKEY_COOKIE, path=PASSKEY_PATH)
+    return response
+
+
+@routes.post("/api/auth/logout")
+async def logout(request: web.Request) -> web.Response:
+    ctx, session = request.app[CONTEXT], request[SESSION]
+    if session is not None:
+        await sessions.logout(ctx.pool, session, ip=guard.meta(request)[1])
+    response = no_content()
+    sessions.clear_cookies(response, ctx.settings)
+    return response
+
+
+@routes.get("/api/auth/session")
+async def current_session(request: web.Request) -> web.Response:
+    session = request[SESSION]
+    if session is None or session.state not in ("signed_in", "second_factor_required"):
+        raise NotSignedIn()
+    raw = request.cookies[sessions.SESSION_COOKIE]
+    return json_response(session_info(session, raw, request.app[CONTEXT].settings.service_auth_key))
+
+
+@routes.get("/api/auth/sessions")
+async def list_sessions(request: web.Request) -> web.Response:
+    session = guard.signed_in(request)
+    return json_response(await sessions.list_sessions(request.app[CONTEXT].pool, session))
+
+
+@routes.delete("/api/auth/sessions/{id}")
+async def revoke_session(request: web.Request) -> web.Response:
+    session = guard.signed_in(request)
+    ctx = request.app[CONTEXT]
+    current = await sessions.revoke(ctx.pool, session, request.match_info["id"], ip=guard.meta(request)[1])
+    response = no_content()
+    if current:
+        sessions.clear_cookies(response, ctx.settings)
+    return response
+
+
+@routes.delete("/api/auth/sessions")
+async def revoke_other_sessions(request: web.Request) -> web.Response:
+    session = guard.signed_in(request)
+    await sessions.revoke_others(request.app[CONTEXT].pool, session, ip=guard.meta(request)[1])
+    return no_content()
+
+
+@routes.post("/api/auth/reauth/webauthn/options")
+async def reauth_webauthn_options(request: web.Request) -> web.Response:
+    session = guard.not_impersonating(guard.signed_in(request))
+    await read_json(request)
+    return json_response(await reauth.webauthn_options(request.app[CONTEXT], session))
+
+
+@routes.post("/api/auth/reauth")
+async def reauthenticate(request: web.Request) -> web.Response:
+    session = guard.not_impersonating(guard.signed_in(request))
+    body = await read_json(request)
+    ctx = request.app[CONTEXT]
+    raw = await reauth.reauthenticate(ctx, session, body, ip=guard.meta(request)[1])
+    response = no_content()
+    sessions.set_cookies(response, raw, ctx.settings)
+    return response
+
+
+@routes.post("/api/auth/password-reset")
+async def password_reset(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    try:
+        email = clean_email(body.get("email"))
+    except FieldError as exc:
+        raise ValidationFailed({"email": [str(exc)]}) from None
+    ctx = request.app[CONTEXT]
+    # The work happens after the answer: 202 in the same time whether or not the account exists.
+    ctx.spawn(recovery.request_reset(ctx, email, ip=guard.meta(request)[1]), name="password-reset")
+    return web.Response(status=202)
+
+
+@routes.post("/api/auth/password-reset/confirm")
+async def password_reset_confirm(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    await recovery.confirm_reset(request.app[CONTEXT], body, ip=guard.meta(request)[1])
+    return _signed_out(request)
+
+
+@routes.post("/api/auth/invitation/accept")
+async def invitation_accept(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    await recovery.accept_invitation(request.app[CONTEXT], body, ip=guard.meta(request)[1])
+    return _signed_out(request)
+
+
+@routes.post("/api/auth/not-me")
+async def not_me(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    await recovery.not_me(request.app[CONTEXT], body.get("token"), ip=guard.meta(request)[1])
+    return _signed_out(request)
+
+
+def _signed_out(_: web.Request) -> web.Response:
+    """204; the account's sessions were ended server-side (never a sign-in: the user signs in afresh)."""
+    return no_content()

@@ -1,0 +1,69 @@
+"""Internal endpoints (never exposed by the gateway): nginx auth_request and mfa's password check."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from portal_shared import tokens
+from portal_shared.problems import Problem
+from portal_shared.web import json_response, read_json
+
+from profile_service import guard, sessions, signin, users_repo
+from profile_service.keys import CONTEXT
+from profile_service.models import SIGNED_IN, Session
+
+IDENTITY_TTL_SECONDS = 60
+routes = web.RouteTableDef()
+
+
+def identity_claims(session: Session) -> dict[str, object]:
+    """The identity payload of docs/internal-api.md: who the request acts as, and how fresh its sign-in is."""
+    user = session.effective_user
+    return {
+        "sub": user.id,
+        "sid": session.public_id,
+        "email": user.email,
+        "name": user.name,
+        "role": user.role,
+        "imp": session.impersonator.brief() if session.impersonator else None,
+        "auth_at": int(session.auth_at.timestamp()),
+        "reauth_at": int(session.reauth_at.timestamp()) if session.reauth_at else None,
+    }
+
+
+@routes.get("/internal/auth")
+async def auth_request(request: web.Request) -> web.Response:
+    """nginx auth_request: 204 + X-Portal-Identity when fully signed in; 401; 403 for CSRF/Origin."""
+    ctx = request.app[CONTEXT]
+    if not guard.origin_allowed(request.headers.get("Origin"), ctx.settings.origin):
+        raise Problem(403, "Cross-origin requests are refused.", kind="origin-refused")
+    raw = request.cookies.get(sessions.SESSION_COOKIE)
+    session = await sessions.load(ctx.pool, raw)
+    if session is None or raw is None or session.state != SIGNED_IN:
+        raise Problem(401, "Sign in to continue.", kind="not-signed-in")
+    method = request.headers.get("X-Original-Method", "GET").upper()
+    if not guard.check_csrf(ctx.settings.service_auth_key, raw, method, request.headers.get(sessions.CSRF_HEADER)):
+        raise Problem(403, "The CSRF token is missing or wrong.", kind="csrf-failed")
+    token = tokens.sign(ctx.settings.service_auth_key, tokens.IDENTITY, identity_claims(session),
+                        ttl_seconds=IDENTITY_TTL_SECONDS)
+    return web.Response(status=204, headers={tokens.IDENTITY_HEADER: token})
+
+
+@routes.post("/internal/verify-password")
+async def verify_password(request: web.Request) -> web.Response:
+    """mfa confirms a user's password ({password} bodies); failures count toward the account throttle."""
+    ctx = request.app[CONTEXT]
+    try:
+        tokens.verify_service_call(ctx.settings.service_auth_key, request.headers.get(tokens.SERVICE_AUTH_HEADER),
+                                   audience="profile")
+    except tokens.InvalidToken:
+        raise Problem(401, "Service authentication required.", kind="service-auth-required") from None
+    body = await read_json(request)
+    user_id, password = body.get("user_id"), body.get("password")
+    if not isinstance(user_id, str) or not isinstance(password, str):
+        raise Problem(400, "Send {user_id, password}.", kind="malformed-body")
+    try:
+        user = await users_repo.get(ctx.pool, user_id)
+    except ValueError:
+        user = None
+    ok = await signin.check_password(ctx, user, password, ip=guard.client_ip(request), flow="confirmation")
+    return json_response({"ok": ok})

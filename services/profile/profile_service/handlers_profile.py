@@ -1,0 +1,34 @@
+"""HTTP handlers for /api/profile: the signed-in user's own account."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from portal_shared.web import json_response, no_content, read_json
+
+from profile_service import accounts, guard
+from profile_service.keys import CONTEXT
+from profile_service.views import profile
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/profile")
+async def get_profile(request: web.Request) -> web.Response:
+    session = guard.signed_in(request)
+    return json_response(profile(session.effective_user, session.impersonator))
+
+
+@routes.patch("/api/profile")
+async def patch_profile(request: web.Request) -> web.Response:
+    session = guard.signed_in(request)
+    body = await read_json(request)
+    user = await accounts.update_profile(request.app[CONTEXT], session, body, ip=guard.meta(request)[1])
+    return json_response(profile(user, session.impersonator))
+
+
+@routes.post("/api/profile/password")
+async def change_password(request: web.Request) -> web.Response:
+    session = guard.not_impersonating(guard.signed_in(request))
+    body = await read_json(request)
+    await accounts.change_password(request.app[CONTEXT], session, body, ip=guard.meta(request)[1])
+    return no_content()

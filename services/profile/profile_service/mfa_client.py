@@ -1,0 +1,87 @@
+"""Calls to the mfa service's internal endpoints (docs/internal-api.md), with service authentication.
+
+Any transport failure or unexpected answer raises MfaUnavailable, which the app answers with 503:
+sign-in fails closed when the second-factor service cannot be asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from portal_shared.tokens import service_authorization
+
+TIMEOUT = aiohttp.ClientTimeout(total=5)
+
+
+class MfaUnavailable(Exception):
+    """mfa did not answer, or answered something we do not understand."""
+
+
+@dataclass(frozen=True, slots=True)
+class Factors:
+    two_factor_enabled: bool
+    second_factors: list[str]
+    recovery_codes_remaining: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    challenge_id: str
+    options: dict[str, Any]
+
+
+class MfaClient:
+    def __init__(self, session: aiohttp.ClientSession, *, base_url: str, key: str) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._key = key
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        headers = service_authorization(self._key, issuer="profile", audience="mfa")
+        try:
+            async with self._session.request(method, self._base + path, json=body, headers=headers,
+                                             timeout=TIMEOUT) as response:
+                if response.status == 204:
+                    return None
+                if response.status != 200:
+                    raise MfaUnavailable(f"{method} {path} answered {response.status}")
+                data = await response.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise MfaUnavailable(f"{method} {path}: {type(exc).__name__}") from exc
+        if not isinstance(data, dict):
+            raise MfaUnavailable(f"{method} {path} answered a non-object")
+        return data
+
+    async def factors(self, user_id: str) -> Factors:
+        data = await self._call("GET", f"/internal/users/{user_id}/factors") or {}
+        remaining = data.get("recovery_codes_remaining")
+        return Factors(two_factor_enabled=bool(data.get("two_factor_enabled")),
+                       second_factors=[str(f) for f in data.get("second_factors") or []],
+                       recovery_codes_remaining=remaining if isinstance(remaining, int) else None)
+
+    async def verify_totp(self, user_id: str, code: str) -> bool:
+        data = await self._call("POST", "/internal/verify/totp", {"user_id": user_id, "code": code}) or {}
+        return data.get("ok") is True
+
+    async def verify_recovery_code(self, user_id: str, code: str) -> tuple[bool, int | None]:
+        data = await self._call("POST", "/internal/verify/recovery-code", {"user_id": user_id, "code": code}) or {}
+        remaining = data.get("remaining")
+        return data.get("ok") is True, remaining if isinstance(remaining, int) else None
+
+    async def webauthn_options(self, user_id: str | None) -> Challenge:
+        data = await self._call("POST", "/internal/webauthn/options", {"user_id": user_id}) or {}
+        if not isinstance(data.get("challenge_id"), str) or not isinstance(data.get("options"), dict):
+            raise MfaUnavailable("webauthn options without challenge_id/options")
+        return Challenge(data["challenge_id"], data["options"])
+
+    async def verify_webauthn(self, challenge_id: str, user_id: str | None, credential: Any) -> str | None:
+        """The user id the credential proved, or None."""
+        data = await self._call("POST", "/internal/verify/webauthn",
+                                {"challenge_id": challenge_id, "user_id": user_id, "credential": credential}) or {}
+        proved = data.get("user_id")
+        return str(proved) if data.get("ok") is True and proved else None
+
+    async def reset(self, user_id: str, admin_id: str) -> None:
+        await self._call("POST", f"/internal/users/{user_id}/reset", {"admin_id": admin_id})

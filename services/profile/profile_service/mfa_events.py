@@ -1,0 +1,44 @@
+"""Consumes mfa's two-factor events to keep users.two_factor_enabled (the admin list's column).
+
+Sign-in never trusts this projection: it asks mfa live. Events may arrive out of order, so each
+update applies only when it is newer than the last one applied (occurred_at).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+from portal_shared.consumer import EventHandler, PermanentError
+from portal_shared.events import Envelope, MfaResetByAdmin, TwoFactorDisabled, TwoFactorEnabled
+
+from profile_service import users_repo
+
+
+def _occurred_at(envelope: Envelope) -> datetime:
+    try:
+        return datetime.fromisoformat(envelope.occurred_at.replace("Z", "+00:00"))
+    except ValueError:
+        raise PermanentError(f"occurred_at {envelope.occurred_at!r} is not ISO 8601") from None
+
+
+async def _set(conn: asyncpg.Connection, envelope: Envelope, enabled: bool) -> None:
+    try:
+        await users_repo.set_two_factor(conn, envelope.event.user_id, enabled, _occurred_at(envelope))
+    except ValueError:
+        raise PermanentError(f"user_id {envelope.event.user_id!r} is not a UUID") from None
+
+
+async def on_two_factor_enabled(conn: asyncpg.Connection, envelope: Envelope) -> None:
+    await _set(conn, envelope, True)
+
+
+async def on_two_factor_off(conn: asyncpg.Connection, envelope: Envelope) -> None:
+    await _set(conn, envelope, False)
+
+
+HANDLERS: dict[str, EventHandler] = {
+    TwoFactorEnabled.type: on_two_factor_enabled,
+    TwoFactorDisabled.type: on_two_factor_off,
+    MfaResetByAdmin.type: on_two_factor_off,
+}

@@ -1,0 +1,116 @@
+"""Getting back into an account: password reset, accepting an invitation, and "This wasn't me" links.
+
+None of these signs anyone in: setting a password ends every session, and the user then signs in
+with the new password and, when two-factor is on, their second factor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+import structlog
+from portal_shared import tokens
+from portal_shared.events import PasswordChanged, PasswordResetRequested
+from portal_shared.outbox import enqueue
+
+from profile_service import audit, sessions_repo, throttle, tokens_repo, users_repo
+from profile_service.accounts import new_password_errors
+from profile_service.config import SERVICE
+from profile_service.context import Context
+from profile_service.errors import InvalidLink, InvalidResetToken, ValidationFailed
+from profile_service.models import User
+from profile_service.views import iso
+
+log = structlog.get_logger("profile.recovery")
+RESET_LIFETIME_SECONDS = 3600
+INVITE_LIFETIME_SECONDS = 3 * 24 * 3600
+RESETS_PER_WINDOW = 3
+RESET_WINDOW_SECONDS = 15 * 60
+
+
+def link(base_url: str, page: str, token: str) -> str:
+    return f"{base_url}/portal/{page}?token={quote(token)}"
+
+
+async def issue_reset(conn: asyncpg.Connection, ctx: Context, user: User) -> None:
+    """A new reset token (voiding older ones) and its event, in the caller's transaction."""
+    token, expires_at = await tokens_repo.issue(conn, user.id, tokens_repo.RESET,
+                                                lifetime_seconds=RESET_LIFETIME_SECONDS)
+    await enqueue(conn, PasswordResetRequested(
+        user_id=user.id, email=user.email, reset_url=link(ctx.settings.base_url, "reset-password", token),
+        expires_at=iso(expires_at) or ""), source=SERVICE)
+
+
+async def request_reset(ctx: Context, email: str, *, ip: str) -> None:
+    """Email a reset link, at most 3 per 15 minutes per account; beyond that silently nothing.
+
+    Runs after the 202 has been sent, so the answer takes the same time whether or not the account exists.
+    """
+    user = await users_repo.get_by_email(ctx.pool, email)
+    if user is None:
+        return
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await users_repo.get(conn, user.id, for_update=True)  # serialises concurrent requests for the count
+        recent = await tokens_repo.recent_count(conn, user.id, tokens_repo.RESET, window_seconds=RESET_WINDOW_SECONDS)
+        if recent >= RESETS_PER_WINDOW:
+            await audit.record(conn, user.id, "password_reset_throttled", ip=ip, detail="no email sent")
+            return
+        await issue_reset(conn, ctx, user)
+        await audit.record(conn, user.id, "password_reset_requested", ip=ip, detail="reset link emailed")
+
+
+async def _set_password_with_token(ctx: Context, body: dict[str, Any], purpose: str, *, ip: str) -> User:
+    token = body.get("token")
+    user_id = await tokens_repo.find_usable(ctx.pool, token, purpose) if isinstance(token, str) and token else None
+    user = await users_repo.get(ctx.pool, user_id) if user_id else None
+    if user is None or not isinstance(token, str):
+        raise InvalidResetToken()
+    errors = new_password_errors(body.get("new_password"), body.get("confirm_password"), user)
+    if errors:
+        raise ValidationFailed(errors)
+    new_hash = await ctx.hasher.hash(body["new_password"])
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        if await tokens_repo.use(conn, token, purpose) != user.id:
+            raise InvalidResetToken()  # used by a concurrent request meanwhile
+        await users_repo.set_password_hash(conn, user.id, new_hash)
+        await sessions_repo.delete_all(conn, user.id)
+        await throttle.record_success(conn, user.id)
+        if purpose == tokens_repo.RESET:
+            await enqueue(conn, PasswordChanged(user_id=user.id, method="reset"), source=SERVICE)
+            await audit.record(conn, user.id, "password_reset", ip=ip, detail="password set with a reset link")
+        else:
+            await audit.record(conn, user.id, "invitation_accepted", ip=ip, detail="first password set")
+    return user
+
+
+async def confirm_reset(ctx: Context, body: dict[str, Any], *, ip: str) -> None:
+    await _set_password_with_token(ctx, body, tokens_repo.RESET, ip=ip)
+
+
+async def accept_invitation(ctx: Context, body: dict[str, Any], *, ip: str) -> None:
+    await _set_password_with_token(ctx, body, tokens_repo.INVITE, ip=ip)
+
+
+async def not_me(ctx: Context, token: Any, *, ip: str) -> None:
+    """A security email's "This wasn't me": end every session and email a reset link (link single use)."""
+    try:
+        claims = tokens.verify(ctx.settings.service_auth_key, tokens.NOT_ME, token if isinstance(token, str) else "")
+    except tokens.InvalidToken:
+        raise InvalidLink() from None
+    user_id, jti = claims.get("sub"), claims.get("jti")
+    if not isinstance(user_id, str) or not isinstance(jti, str):
+        raise InvalidLink()
+    try:
+        user = await users_repo.get(ctx.pool, user_id)
+    except ValueError:
+        raise InvalidLink() from None
+    if user is None:
+        raise InvalidLink()
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        if not await tokens_repo.spend_not_me(conn, jti, user.id):
+            raise InvalidLink()
+        await sessions_repo.delete_all(conn, user.id)
+        await issue_reset(conn, ctx, user)
+        await audit.record(conn, user.id, "not_me", ip=ip, detail="all sessions ended; reset link emailed")

@@ -1,0 +1,157 @@
+"""Sessions: opaque ids in an HttpOnly cookie, stored hashed, with idle/absolute limits and CSRF tokens.
+
+The cookie value is 32 random bytes (base64url); the database keeps only its SHA-256, so a leaked
+table cannot be replayed. The readable `portal_csrf` cookie is an HMAC of the session id: the
+double-submit pattern of the OWASP CSRF Prevention Cheat Sheet, bound to the session.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import hmac
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from aiohttp import web
+
+from profile_service import audit, sessions_repo
+from profile_service.config import Settings
+from profile_service.errors import NotFound
+from profile_service.models import SECOND_FACTOR_REQUIRED, SIGNED_IN, VOID, Session
+
+SESSION_COOKIE = "portal_session"
+CSRF_COOKIE = "portal_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+IDLE_TIMEOUT = timedelta(minutes=30)
+ABSOLUTE_TIMEOUT = timedelta(hours=12)
+PENDING_TIMEOUT = timedelta(minutes=10)  # a sign-in waiting for its second factor
+REAUTH_WINDOW = timedelta(minutes=10)
+SECOND_FACTOR_ATTEMPTS = 5
+TOUCH_EVERY = timedelta(seconds=60)  # last_seen_at is written at most this often (one write per minute)
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_id(raw: str) -> bytes:
+    return hashlib.sha256(raw.encode()).digest()
+
+
+def csrf_token(key: str, raw: str) -> str:
+    mac = hmac.new(key.encode(), b"portal-csrf:" + raw.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def csrf_matches(key: str, raw: str, header: str | None) -> bool:
+    return bool(header) and hmac.compare_digest(csrf_token(key, raw), header or "")
+
+
+def set_cookies(response: web.StreamResponse, raw: str, settings: Settings) -> None:
+    max_age = int(ABSOLUTE_TIMEOUT.total_seconds())
+    response.set_cookie(SESSION_COOKIE, raw, httponly=True, samesite="Lax", path="/", max_age=max_age,
+                        secure=settings.secure_cookies)
+    response.set_cookie(CSRF_COOKIE, csrf_token(settings.service_auth_key, raw), httponly=False, samesite="Lax",
+                        path="/", max_age=max_age, secure=settings.secure_cookies)
+
+
+def clear_cookies(response: web.StreamResponse, settings: Settings) -> None:
+    for name in (SESSION_COOKIE, CSRF_COOKIE):
+        response.del_cookie(name, path="/", secure=settings.secure_cookies, samesite="Lax")
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def expired(session: Session, now: datetime) -> bool:
+    return now >= session.expires_at or now - session.last_seen_at >= IDLE_TIMEOUT
+
+
+def recently_authenticated(session: Session, now: datetime | None = None) -> bool:
+    """Signed in or stepped up in the last 10 minutes (the contract's re-authentication window)."""
+    now = now or datetime.now(UTC)
+    latest = max(session.auth_at, session.reauth_at or session.auth_at)
+    return now - latest <= REAUTH_WINDOW
+
+
+async def load(pool: asyncpg.Pool, raw: str | None) -> Session | None:
+    """The live session named by a cookie value, or None. Expired rows are deleted on sight."""
+    if not raw or len(raw) > 128:
+        return None
+    id_hash = hash_id(raw)
+    session = await sessions_repo.load(pool, id_hash)
+    if session is None:
+        return None
+    now = datetime.now(UTC)
+    if expired(session, now):
+        await sessions_repo.delete(pool, id_hash)
+        return None
+    if session.state == SECOND_FACTOR_REQUIRED and now - session.created_at >= PENDING_TIMEOUT:
+        session = dataclasses.replace(session, state=VOID)
+    if now - session.last_seen_at >= TOUCH_EVERY:
+        await sessions_repo.touch(pool, id_hash)
+    return session
+
+
+async def start(conn: asyncpg.Connection | asyncpg.Pool, *, user_id: str, state: str, user_agent: str,
+                ip: str) -> str:
+    """A new session with a new id (never one the client chose: no session fixation)."""
+    raw = new_session_id()
+    await sessions_repo.insert(conn, id_hash=hash_id(raw), user_id=user_id, state=state,
+                               lifetime_seconds=int(ABSOLUTE_TIMEOUT.total_seconds()), user_agent=user_agent, ip=ip)
+    return raw
+
+
+async def complete_sign_in(conn: asyncpg.Connection | asyncpg.Pool, session: Session) -> str:
+    """The second factor passed: a new id, signed in, counters cleared."""
+    raw = new_session_id()
+    await sessions_repo.update(conn, session.id_hash, {
+        "id_hash": hash_id(raw), "state": SIGNED_IN, "second_factor_failures": 0, "webauthn_challenge_id": None,
+        "auth_at": "now", "last_seen_at": "now"})
+    return raw
+
+
+async def step_up(conn: asyncpg.Connection | asyncpg.Pool, session: Session) -> str:
+    """Re-authenticated: a new id, reauth_at now."""
+    raw = new_session_id()
+    await sessions_repo.update(conn, session.id_hash, {
+        "id_hash": hash_id(raw), "reauth_at": "now", "webauthn_challenge_id": None, "last_seen_at": "now"})
+    return raw
+
+
+async def logout(pool: asyncpg.Pool, session: Session, *, ip: str) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await sessions_repo.delete(conn, session.id_hash)
+        await audit.record(conn, session.user.id, "signed_out", ip=ip)
+
+
+async def list_sessions(pool: asyncpg.Pool, session: Session) -> list[dict[str, object]]:
+    rows = await sessions_repo.list_live(pool, session.user.id, idle_seconds=int(IDLE_TIMEOUT.total_seconds()))
+    return [{"id": str(r["public_id"]), "current": r["id_hash"] == session.id_hash,
+             "created_at": iso(r["created_at"]), "last_seen_at": iso(r["last_seen_at"]),
+             "user_agent": r["user_agent"], "ip": r["ip"]} for r in rows]
+
+
+async def revoke(pool: asyncpg.Pool, session: Session, public_id: str, *, ip: str) -> bool:
+    """End one of the user's sessions; True when it was the current one. Unknown ids are 404."""
+    try:
+        uuid.UUID(public_id)
+    except ValueError:
+        raise NotFound("No such session.") from None
+    async with pool.acquire() as conn, conn.transaction():
+        id_hash = await sessions_repo.delete_public(conn, session.user.id, public_id)
+        if id_hash is None:
+            raise NotFound("No such session.")
+        await audit.record(conn, session.user.id, "session_revoked", ip=ip, detail=public_id)
+    return bool(id_hash == session.id_hash)
+
+
+async def revoke_others(pool: asyncpg.Pool, session: Session, *, ip: str) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await sessions_repo.delete_all(conn, session.user.id, except_hash=session.id_hash)
+        await audit.record(conn, session.user.id, "sessions_revoked", ip=ip, detail="every other session")

@@ -1,0 +1,112 @@
+"""SQL for server-side sessions; a session row is loaded joined with its user and impersonated user."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from profile_service.models import Session
+from profile_service.users_repo import user_columns, user_from_row
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
+_SESSION_FIELDS = ("id_hash", "public_id", "state", "impersonation_reason", "second_factor_failures",
+                   "webauthn_challenge_id", "created_at", "last_seen_at", "expires_at", "auth_at", "reauth_at",
+                   "user_agent", "ip")
+_LOAD = f"""
+SELECT {", ".join("s." + f for f in _SESSION_FIELDS)}, {user_columns("u", "uc", "u_")},
+       {user_columns("i", "ic", "i_")}
+FROM sessions s
+JOIN users u ON u.id = s.user_id LEFT JOIN clients uc ON uc.id = u.client_id
+LEFT JOIN users i ON i.id = s.impersonated_user_id LEFT JOIN clients ic ON ic.id = i.client_id
+WHERE s.id_hash = $1
+"""  # noqa: S608 (column names are constants)
+_INSERT = """
+INSERT INTO sessions (id_hash, public_id, user_id, state, expires_at, user_agent, ip)
+VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), $6, $7)
+"""
+_TOUCH = "UPDATE sessions SET last_seen_at = now() WHERE id_hash = $1"
+_DELETE = "DELETE FROM sessions WHERE id_hash = $1"
+_DELETE_PUBLIC = "DELETE FROM sessions WHERE user_id = $1 AND public_id = $2 RETURNING id_hash"
+_DELETE_ALL = "DELETE FROM sessions WHERE user_id = $1 AND id_hash IS DISTINCT FROM $2"
+_LIST = """
+SELECT public_id, id_hash, created_at, last_seen_at, user_agent, ip FROM sessions
+WHERE user_id = $1 AND state = 'signed_in' AND expires_at > now()
+  AND last_seen_at > now() - make_interval(secs => $2)
+ORDER BY last_seen_at DESC
+"""
+_COUNT_FAILURE = """
+UPDATE sessions SET second_factor_failures = second_factor_failures + 1,
+    state = CASE WHEN second_factor_failures + 1 >= $2 THEN 'void' ELSE state END
+WHERE id_hash = $1 RETURNING second_factor_failures
+"""
+_PRUNE = "DELETE FROM sessions WHERE expires_at < now() OR last_seen_at < now() - make_interval(secs => $1)"
+_UPDATABLE = ("id_hash", "state", "impersonated_user_id", "impersonation_reason", "second_factor_failures",
+              "webauthn_challenge_id", "auth_at", "reauth_at", "last_seen_at")
+
+
+def _session(row: asyncpg.Record | None) -> Session | None:
+    if row is None:
+        return None
+    user = user_from_row(row, "u_")
+    assert user is not None  # the join is an inner join
+    values = {f: row[f] for f in _SESSION_FIELDS}
+    return Session(**{**values, "public_id": str(values["public_id"])}, user=user,
+                   impersonated=user_from_row(row, "i_"))
+
+
+async def load(conn: Conn, id_hash: bytes) -> Session | None:
+    return _session(await conn.fetchrow(_LOAD, id_hash))
+
+
+async def insert(conn: Conn, *, id_hash: bytes, user_id: str, state: str, lifetime_seconds: int,
+                 user_agent: str, ip: str) -> str:
+    public_id = uuid.uuid4()
+    await conn.execute(_INSERT, id_hash, public_id, uuid.UUID(user_id), state, lifetime_seconds,
+                       user_agent[:300], ip)
+    return str(public_id)
+
+
+async def update(conn: Conn, id_hash: bytes, changes: dict[str, Any]) -> None:
+    """Set columns (names from a fixed list) on the session `id_hash`; `now` as a value means now()."""
+    names = [n for n in changes if n in _UPDATABLE]
+    parts, values = [], []
+    for name in names:
+        if changes[name] == "now":
+            parts.append(f"{name} = now()")
+        else:
+            values.append(uuid.UUID(changes[name]) if name == "impersonated_user_id" and changes[name] else
+                          changes[name])
+            parts.append(f"{name} = ${len(values) + 1}")
+    await conn.execute(f"UPDATE sessions SET {', '.join(parts)} WHERE id_hash = $1",  # noqa: S608
+                       id_hash, *values)
+
+
+async def touch(conn: Conn, id_hash: bytes) -> None:
+    await conn.execute(_TOUCH, id_hash)
+
+
+async def delete(conn: Conn, id_hash: bytes) -> None:
+    await conn.execute(_DELETE, id_hash)
+
+
+async def delete_public(conn: Conn, user_id: str, public_id: str) -> bytes | None:
+    return await conn.fetchval(_DELETE_PUBLIC, uuid.UUID(user_id), uuid.UUID(public_id))
+
+
+async def delete_all(conn: Conn, user_id: str, *, except_hash: bytes | None = None) -> None:
+    await conn.execute(_DELETE_ALL, uuid.UUID(user_id), except_hash)
+
+
+async def list_live(conn: Conn, user_id: str, *, idle_seconds: int) -> list[asyncpg.Record]:
+    return await conn.fetch(_LIST, uuid.UUID(user_id), idle_seconds)
+
+
+async def count_second_factor_failure(conn: Conn, id_hash: bytes, *, limit: int) -> int:
+    return int(await conn.fetchval(_COUNT_FAILURE, id_hash, limit) or limit)
+
+
+async def prune(conn: Conn, *, idle_seconds: int) -> str:
+    return str(await conn.execute(_PRUNE, idle_seconds))

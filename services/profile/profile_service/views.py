@@ -1,0 +1,55 @@
+"""The JSON shapes of the contract, built from records (one place, so every endpoint agrees)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from profile_service import sessions
+from profile_service.models import Session, User
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, as the contract asks."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def profile(user: User, impersonator: User | None) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "initial": user.name.strip()[:1].upper(),
+        "phone": user.phone,
+        "company": user.client.to_json() if user.client else None,
+        "title": user.title,
+        "mobile": user.mobile,
+        "impersonator": impersonator.brief() if impersonator else None,
+    }
+
+
+def admin_user(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "role": user.role,
+        "client": user.client.to_json() if user.client else None,
+        "title": user.title,
+        "mobile": user.mobile,
+        "phone": user.phone,
+        "two_factor_enabled": user.two_factor_enabled,
+        "created_at": iso(user.created_at),
+    }
+
+
+def session_info(session: Session, raw_session_id: str, key: str) -> dict[str, Any]:
+    user = session.effective_user
+    return {
+        "user": {"id": user.id, "email": user.email, "name": user.name, "role": user.role},
+        "state": session.state,
+        "impersonator": session.impersonator.brief() if session.impersonator else None,
+        "csrf_token": sessions.csrf_token(key, raw_session_id),
+    }

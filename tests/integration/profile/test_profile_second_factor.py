@@ -1,0 +1,131 @@
+"""The second-factor steps of sign-in, against a stand-in for mfa's internal endpoints (profile_support)."""
+
+from __future__ import annotations
+
+import uuid
+
+from profile_support import DEMO_EMAIL, PASSWORD, TOTP_CODE, ProfileHarness
+
+
+async def _pending(portal: ProfileHarness):  # type: ignore[no-untyped-def]
+    browser = portal.browser()
+    body = await browser.login(DEMO_EMAIL)
+    assert body == {"state": "second_factor_required", "second_factors": ["totp", "recovery_code"]}
+    return browser
+
+
+async def test_totp_completes_sign_in_with_a_new_session_id(portal: ProfileHarness) -> None:
+    portal.mfa.enable_totp(portal.demo_id)
+    browser = await _pending(portal)
+    pending_id = browser.cookie("portal_session")
+    assert browser.cookie("portal_csrf"), "a pending sign-in gets the CSRF cookie too"
+    status, session = await browser.get("/api/auth/session")
+    assert status == 200 and session["state"] == "second_factor_required"
+    assert (await browser.get("/api/profile"))[0] == 401
+    cookie = f"portal_session={pending_id}"
+    assert (await portal.client.get("/internal/auth", headers={"Cookie": cookie})).status == 401
+
+    status, body = await browser.post("/api/auth/login/totp", {"code": "000000"})
+    assert status == 401 and body["type"].endswith("invalid-second-factor")
+    status, body = await browser.post("/api/auth/login/totp", {"code": TOTP_CODE})
+    assert (status, body) == (200, {"state": "signed_in", "recovery_codes_remaining": 10})
+    assert browser.cookie("portal_session") != pending_id, "no session fixation: the id changes"
+    assert (await browser.get("/api/profile"))[0] == 200
+    fixated = portal.browser()
+    fixated.http.cookie_jar.update_cookies({"portal_session": pending_id or ""})
+    assert (await fixated.get("/api/profile"))[0] == 401
+    assert (await fixated.get("/api/auth/session"))[0] == 401
+
+
+async def test_five_wrong_codes_void_the_pending_sign_in(portal: ProfileHarness) -> None:
+    portal.mfa.enable_totp(portal.demo_id)
+    browser = await _pending(portal)
+    for _ in range(5):
+        status, body = await browser.post("/api/auth/login/totp", {"code": "111111"})
+        assert status == 401 and body["type"].endswith("invalid-second-factor")
+    status, body = await browser.post("/api/auth/login/totp", {"code": TOTP_CODE})
+    assert status == 401 and body["type"].endswith("sign-in-expired")
+    assert (await browser.get("/api/profile"))[0] == 401
+    again = await _pending(portal)
+    assert (await again.post("/api/auth/login/totp", {"code": TOTP_CODE}))[0] == 200
+
+
+async def test_second_factor_failures_count_toward_the_account_throttle(portal: ProfileHarness) -> None:
+    """The counter is per account, not per flow: two pending sign-ins x 5 wrong codes lock the account."""
+    portal.mfa.enable_totp(portal.demo_id)
+    for _ in range(2):
+        browser = await _pending(portal)
+        for _ in range(5):
+            assert (await browser.post("/api/auth/login/totp", {"code": "222222"}))[0] == 401
+    status, body = await portal.browser().post("/api/auth/login", {"email": DEMO_EMAIL, "password": PASSWORD})
+    assert status == 401 and body["type"].endswith("invalid-credentials")
+    assert await portal.db.fetchval("SELECT locked_until > now() FROM profile.users WHERE id = $1",
+                                    uuid.UUID(portal.demo_id))
+
+
+async def test_recovery_code_is_spent(portal: ProfileHarness) -> None:
+    codes = portal.mfa.enable_totp(portal.demo_id)
+    browser = await _pending(portal)
+    status, body = await browser.post("/api/auth/login/recovery-code", {"code": codes[0]})
+    assert (status, body) == (200, {"state": "signed_in", "recovery_codes_remaining": 9})
+    again = await _pending(portal)
+    assert (await again.post("/api/auth/login/recovery-code", {"code": codes[0]}))[0] == 401
+
+
+async def test_security_key_and_passkey(portal: ProfileHarness) -> None:
+    portal.mfa.keys.add(portal.demo_id)
+    browser = portal.browser()
+    body = await browser.login(DEMO_EMAIL)
+    assert body["second_factors"] == ["webauthn", "recovery_code"]
+    assert (await browser.post("/api/auth/login/webauthn", {"credential": {"id": "good-key"}}))[0] == 401
+    status, options = await browser.post("/api/auth/login/webauthn/options")
+    assert status == 200 and "challenge" in options and "publicKey" not in options
+    status, body = await browser.post("/api/auth/login/webauthn", {"credential": {"id": "good-key"}})
+    assert status == 200 and body["state"] == "signed_in"
+
+    stranger = portal.browser()
+    assert (await stranger.post("/api/auth/login/passkey", {"credential": {"id": "passkey"}}))[0] == 401
+    status, options = await stranger.post("/api/auth/login/passkey/options")
+    assert status == 200 and "challenge" in options
+    status, body = await stranger.post("/api/auth/login/passkey",
+                                       {"credential": {"id": "passkey", "user": portal.demo_id}})
+    assert status == 200 and body["state"] == "signed_in"
+    assert (await stranger.get("/api/profile"))[1]["email"] == DEMO_EMAIL
+    assert (await stranger.post("/api/auth/login/passkey", {"credential": {"id": "passkey"}}))[0] == 401
+
+
+async def test_second_factor_steps_without_a_pending_sign_in(portal: ProfileHarness) -> None:
+    stranger = portal.browser()
+    assert (await stranger.post("/api/auth/login/totp", {"code": TOTP_CODE}))[0] == 401
+    signed_in = await portal.signed_in()
+    assert (await signed_in.post("/api/auth/login/totp", {"code": TOTP_CODE}))[0] == 409
+
+
+async def test_reauth_with_a_totp_code(portal: ProfileHarness) -> None:
+    portal.mfa.enable_totp(portal.demo_id)
+    browser = await _pending(portal)
+    assert (await browser.post("/api/auth/login/totp", {"code": TOTP_CODE}))[0] == 200
+    status, body = await browser.post("/api/auth/reauth", {"totp_code": "999999"})
+    assert status == 422 and "totp_code" in body["errors"]
+    assert (await browser.post("/api/auth/reauth", {"totp_code": TOTP_CODE}))[0] == 204
+
+
+async def test_mfa_down_fails_closed(portal: ProfileHarness, stack_env: dict[str, str]) -> None:
+    from tests.support.services import running_service
+
+    async with running_service("profile", stack_env, MFA_URL="http://127.0.0.1:9") as client:
+        response = await client.post("/api/auth/login", json={"email": DEMO_EMAIL, "password": PASSWORD})
+        assert response.status == 503
+        assert (await response.json())["status"] == 503
+
+
+async def test_reauth_with_a_security_key(portal: ProfileHarness) -> None:
+    browser = await portal.signed_in()
+    portal.mfa.keys.add(portal.demo_id)
+    status, body = await browser.post("/api/auth/reauth", {"credential": {"id": "good-key"}})
+    assert status == 422 and "credential" in body["errors"], "no challenge asked for yet"
+    status, options = await browser.post("/api/auth/reauth/webauthn/options")
+    assert status == 200 and "challenge" in options
+    before = browser.cookie("portal_session")
+    assert (await browser.post("/api/auth/reauth", {"credential": {"id": "good-key"}}))[0] == 204
+    assert browser.cookie("portal_session") != before
