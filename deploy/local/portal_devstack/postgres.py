@@ -70,7 +70,15 @@ class LocalPostgres:
         self.child = spawn("postgres", _as_unprivileged([str(postgres_bindir() / "postgres"), "-D",
                                                           str(self.data_dir), *settings]),
                            log_path=self.log_path, stop_signal=signal.SIGINT)
-        wait_until(self.child, lambda: tcp_open(self.port), timeout=timeout, what=f"port {self.port}")
+        wait_until(self.child, self._accepting, timeout=timeout, what=f"connections on port {self.port}")
+
+    def _accepting(self) -> bool:
+        # The port opens before recovery ends ("the database system is starting up"): ask pg_isready.
+        if not tcp_open(self.port):
+            return False
+        result = subprocess.run([str(postgres_bindir() / "pg_isready"), "-q", "-h", "127.0.0.1", "-p",
+                                 str(self.port)], capture_output=True, check=False)
+        return result.returncode == 0
 
     def stop(self) -> None:
         if self.child:
