@@ -3,19 +3,25 @@
 - The inbox row (consumer, message id) is inserted in the handler's transaction: a redelivered or
   duplicated message finds it and has no second effect.
 - Malformed or unknown messages are rejected without requeue: the queue dead-letters them at once.
-- A transient failure waits (backoff grows with RabbitMQ's x-delivery-count) and then requeues; the
-  quorum queue dead-letters the message once it reaches `x-delivery-limit`. Only the failing message
-  waits: the others keep flowing through the remaining prefetch slots.
+- A handler failure waits (backoff grows with RabbitMQ's x-delivery-count) and then requeues; on its
+  `delivery_limit`-th delivery the message is dead-lettered instead (the queue's x-delivery-limit is the
+  backstop for a message that kills the process). Only the failing message waits: the others keep
+  flowing through the remaining prefetch slots.
+- While the database is unreachable the message is retried in place, unacked, without spending its
+  deliveries: an outage of our own database must not dead-letter security events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
+import aio_pika
+import aiormq
 import asyncpg
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
 from portal_shared import broker
 from portal_shared.events import Envelope, UnknownEventError, decode
@@ -31,15 +37,49 @@ ON CONFLICT DO NOTHING
 RETURNING 1
 """
 
+class DatabaseUnavailableError(ConnectionError):
+    """No database connection could be had for the handler."""
+
+
+# The database (not the handler's logic) is unavailable: no connection, connection lost, server
+# starting or shutting down.
+_DATABASE_DOWN = (
+    DatabaseUnavailableError,
+    OSError,  # ConnectionRefusedError, ConnectionResetError, socket timeouts
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,  # "connection is closed", "pool is closing"
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+# Settling (ack/nack/reject) on a channel that died: the broker redelivers the message anyway.
+_CHANNEL_GONE = (aiormq.exceptions.AMQPError, aio_pika.exceptions.AMQPException, ConnectionError, RuntimeError)
+
 
 class PermanentError(Exception):
     """Raised by a handler for an event that can never succeed: dead-letter it now, don't retry."""
 
 
 class EventConsumer:
-    def __init__(self, pool: asyncpg.Pool, connection: AbstractRobustConnection, *, service: str,
+    """Consumes the service's queue with `handlers` ({event type: handler}); bindings follow the handlers.
+
+    Args:
+        prefetch: unacked messages (and so concurrent handlers) at most.
+        delivery_limit: deliveries before a failing message is dead-lettered (also the queue's
+            x-delivery-limit argument).
+        retry_base_seconds: the delay before the first redelivery; it doubles per delivery, up to
+            `retry_max_seconds`.
+        database_hold_seconds: how long a message is retried in place while the database is down,
+            before its delivery counts as failed.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, connection: AbstractConnection, *, service: str,
                  handlers: dict[str, EventHandler], prefetch: int = 32,
-                 delivery_limit: int = broker.DEFAULT_DELIVERY_LIMIT, retry_base_seconds: float = 0.5) -> None:
+                 delivery_limit: int = broker.DEFAULT_DELIVERY_LIMIT, retry_base_seconds: float = 0.5,
+                 retry_max_seconds: float = 30.0, database_hold_seconds: float = 300.0) -> None:
+        if delivery_limit < 1:
+            raise ValueError("delivery_limit must be at least 1")
         self._pool = pool
         self._connection = connection
         self._service = service
@@ -47,6 +87,12 @@ class EventConsumer:
         self._prefetch = prefetch
         self._delivery_limit = delivery_limit
         self._retry_base = retry_base_seconds
+        self._retry_max = retry_max_seconds
+        self._database_hold = database_hold_seconds
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+        self._in_flight: set[asyncio.Task[object]] = set()
 
     async def start(self) -> None:
         """Declare the topology (idempotent) and start consuming; the robust channel resumes by itself."""
@@ -54,55 +100,120 @@ class EventConsumer:
         await channel.set_qos(prefetch_count=self._prefetch)
         queue = await broker.declare_service_queue(channel, self._service, sorted(self._handlers),
                                                    delivery_limit=self._delivery_limit)
-        await queue.consume(self.on_message, no_ack=False)
+        self._channel, self._queue = channel, queue
+        self._consumer_tag = await queue.consume(self.on_message, no_ack=False)
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Stop taking messages, let the handlers in flight finish (up to `grace_seconds`), close the channel.
+
+        Whatever is still unacked afterwards is redelivered by the broker, and the inbox dedupes it.
+        """
+        if self._queue is not None and self._consumer_tag is not None:
+            with contextlib.suppress(*_CHANNEL_GONE, asyncio.TimeoutError):
+                await self._queue.cancel(self._consumer_tag, timeout=grace_seconds)
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=grace_seconds)
+        if self._channel is not None and not self._channel.is_closed:
+            with contextlib.suppress(*_CHANNEL_GONE, asyncio.TimeoutError):
+                await asyncio.wait_for(self._channel.close(), grace_seconds)
+        self._channel = self._queue = self._consumer_tag = None
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            await self._on_message(message)
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
             envelope = decode(message.body)
         except UnknownEventError as exc:
             DEAD_LETTERED.labels("malformed").inc()
-            log.error("event_rejected", message_id=message.message_id, reason=str(exc))
-            await message.reject(requeue=False)
+            log.error("event_rejected", message_id=message.message_id, type=message.type, reason=str(exc))
+            await _settle(message.reject(requeue=False))
             return
-        handler = self._handlers.get(envelope.type)
-        structlog.contextvars.bind_contextvars(correlation_id=envelope.correlation_id, event_id=envelope.id,
-                                               event_type=envelope.type)
-        try:
-            if handler is None:
-                raise PermanentError(f"no handler for {envelope.type}")
-            duplicate = await self._handle_once(handler, envelope)
-        except PermanentError as exc:
-            DEAD_LETTERED.labels("permanent").inc()
-            log.error("event_dead_lettered", reason=str(exc))
-            await message.reject(requeue=False)
-            return
-        except Exception as exc:
-            await self._retry_later(message, exc)
-            return
-        finally:
-            structlog.contextvars.unbind_contextvars("event_id", "event_type")
-        if duplicate:
-            DUPLICATES_SKIPPED.labels(envelope.type).inc()
-        else:
-            CONSUMED.labels(envelope.type).inc()
-        await message.ack()
+        with structlog.contextvars.bound_contextvars(correlation_id=envelope.correlation_id,
+                                                     event_id=envelope.id, event_type=envelope.type):
+            handler = self._handlers.get(envelope.type)
+            try:
+                if handler is None:
+                    raise PermanentError(f"no handler for {envelope.type}")
+                duplicate = await self._handle_with_database_retry(handler, envelope)
+            except PermanentError as exc:
+                DEAD_LETTERED.labels("permanent").inc()
+                log.error("event_dead_lettered", reason=str(exc))
+                await _settle(message.reject(requeue=False))
+                return
+            except Exception as exc:
+                await self._retry_later(message, envelope, exc)
+                return
+            if duplicate:
+                DUPLICATES_SKIPPED.labels(envelope.type).inc()
+                log.info("event_duplicate_skipped")
+            else:
+                CONSUMED.labels(envelope.type).inc()
+            await _settle(message.ack())
+
+    async def _handle_with_database_retry(self, handler: EventHandler, envelope: Envelope) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._database_hold
+        delay = min(self._retry_base, 1.0)
+        while True:
+            try:
+                return await self._handle_once(handler, envelope)
+            except _DATABASE_DOWN as exc:
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning("event_waiting_for_database", error=type(exc).__name__, detail=str(exc)[:200],
+                            retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _handle_once(self, handler: EventHandler, envelope: Envelope) -> bool:
         """Run the handler in a transaction with its inbox row; True when it had already run."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            claimed = await conn.fetchval(_CLAIM_MESSAGE, self._service, envelope.id, envelope.type)
-            if not claimed:
-                return True
-            await handler(conn, envelope)
-        return False
+        try:
+            conn = await self._pool.acquire()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # refused, not accepting connections, bad credentials, pool closing
+            raise DatabaseUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            async with conn.transaction():
+                claimed = await conn.fetchval(_CLAIM_MESSAGE, self._service, envelope.id, envelope.type)
+                if not claimed:
+                    return True
+                await handler(conn, envelope)
+            return False
+        finally:
+            await self._pool.release(conn)
 
-    async def _retry_later(self, message: AbstractIncomingMessage, exc: Exception) -> None:
-        deliveries = int(message.headers.get("x-delivery-count", 0) or 0) + 1
-        delay = min(self._retry_base * 2 ** (deliveries - 1), 30.0)
-        RETRIED.labels(message.type or "unknown").inc()
-        log.warning("event_retry", error=type(exc).__name__, detail=str(exc)[:200], delivery=deliveries,
-                    limit=self._delivery_limit, delay=delay)
+    async def _retry_later(self, message: AbstractIncomingMessage, envelope: Envelope, exc: Exception) -> None:
+        # x-delivery-count (quorum queues) counts the earlier deliveries that were not acked.
+        headers = message.headers or {}
+        deliveries = int(headers.get("x-delivery-count", 0) or 0) + 1  # type: ignore[call-overload]
         if deliveries >= self._delivery_limit:
             DEAD_LETTERED.labels("delivery_limit").inc()
+            log.error("event_dead_lettered", reason="delivery limit reached", error=type(exc).__name__,
+                      detail=str(exc)[:200], delivery=deliveries, limit=self._delivery_limit)
+            await _settle(message.reject(requeue=False))
+            return
+        delay = min(self._retry_base * 2 ** (deliveries - 1), self._retry_max)
+        RETRIED.labels(envelope.type).inc()
+        log.warning("event_retry", error=type(exc).__name__, detail=str(exc)[:200], delivery=deliveries,
+                    limit=self._delivery_limit, delay=delay)
+        # The delay holds one prefetch slot (not a hot requeue loop); the other slots keep flowing.
         await asyncio.sleep(delay)
-        await message.nack(requeue=True)
+        await _settle(message.nack(requeue=True))
+
+
+async def _settle(outcome: Awaitable[None]) -> None:
+    """Ack/nack/reject; if the channel died meanwhile, the broker redelivers the message and the inbox
+    makes that harmless, so a lost settlement is logged, not raised."""
+    try:
+        await outcome
+    except _CHANNEL_GONE as exc:
+        log.warning("event_settle_lost", error=type(exc).__name__)

@@ -13,10 +13,13 @@ HTTP_REQUEST_SECONDS = Histogram(
 OUTBOX_UNSENT = Gauge("portal_outbox_unsent", "Outbox rows not yet confirmed by the broker")
 OUTBOX_LAG_SECONDS = Gauge("portal_outbox_lag_seconds", "Age of the oldest unsent outbox row")
 OUTBOX_PUBLISHED = Counter("portal_outbox_published_total", "Events published and confirmed", ["type"])
+# reason: unroutable (returned: no queue bound), nacked (broker refused), broker_unavailable.
 OUTBOX_PUBLISH_FAILURES = Counter(
     "portal_outbox_publish_failures_total", "Publishes not confirmed (nack, return, broker down)", ["reason"])
+OUTBOX_PRUNED = Counter("portal_outbox_pruned_total", "Published outbox rows deleted after the retention period")
 
 CONSUMED = Counter("portal_events_consumed_total", "Events handled and acknowledged", ["type"])
 DUPLICATES_SKIPPED = Counter("portal_events_duplicates_total", "Redelivered events skipped by the inbox", ["type"])
+# reason: malformed, permanent, delivery_limit.
 DEAD_LETTERED = Counter("portal_events_dead_lettered_total", "Events rejected to the dead-letter queue", ["reason"])
 RETRIED = Counter("portal_events_retried_total", "Events sent back for a delayed retry", ["type"])

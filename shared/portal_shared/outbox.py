@@ -7,18 +7,30 @@ import structlog
 
 from portal_shared.events import Envelope, Event, encode
 
-_INSERT = "INSERT INTO outbox (id, type, body) VALUES ($1, $2, $3::jsonb)"
+# `$3::text::jsonb`: the parameter is sent as text, so a pool with a jsonb codec (db.create_pool
+# registers json.dumps) does not encode the already-encoded body a second time as a JSON string.
+_INSERT = "INSERT INTO outbox (id, type, body) VALUES ($1, $2, $3::text::jsonb)"
 
 
-async def enqueue(conn: asyncpg.Connection, event: Event, *, source: str) -> Envelope:
+def notify_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel the outbox trigger signals on commit (see migrations/0001)."""
+    return f"{schema}_outbox"
+
+
+async def enqueue(conn: asyncpg.Connection, event: Event, *, source: str,
+                  correlation_id: str | None = None) -> Envelope:
     """Record `event` in the outbox. Call inside the transaction that makes the change it reports.
 
-    The correlation id is the current request's (bound by the web middleware), so one id follows a
-    request from HTTP through the broker to the email it causes.
+    The correlation id defaults to the current request's (bound by the web middleware), so one id
+    follows a request from HTTP through the broker to the email it causes.
+
+    Raises:
+        RuntimeError: `conn` is not in a transaction (the event could commit without its change).
     """
     if not conn.is_in_transaction():
         raise RuntimeError("enqueue() must run inside the transaction of the change it reports")
-    correlation_id = structlog.contextvars.get_contextvars().get("correlation_id")
+    if correlation_id is None:
+        correlation_id = structlog.contextvars.get_contextvars().get("correlation_id")
     envelope = Envelope.wrap(event, source=source, correlation_id=correlation_id)
     await conn.execute(_INSERT, envelope.id, envelope.type, encode(envelope).decode())
     return envelope

@@ -2,7 +2,8 @@
 
 Delivery is at-least-once: a row is marked sent only after the broker confirmed it, so a crash between
 confirm and commit republishes that batch (consumers dedupe by message id). Rows are claimed with
-FOR UPDATE SKIP LOCKED, so replicas share the work and never publish the same row at the same time.
+FOR UPDATE SKIP LOCKED and stay locked until marked, so replicas (and this relay's own workers) share
+the work and never publish the same row at the same time.
 """
 
 from __future__ import annotations
@@ -15,23 +16,26 @@ from datetime import timedelta
 import aio_pika
 import asyncpg
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from portal_shared import broker
 from portal_shared.metrics import (
     OUTBOX_LAG_SECONDS,
+    OUTBOX_PRUNED,
     OUTBOX_PUBLISH_FAILURES,
     OUTBOX_PUBLISHED,
     OUTBOX_UNSENT,
 )
+from portal_shared.outbox import notify_channel
 
 log = structlog.get_logger("portal.relay")
 
+# Ordered by the partial index (next_attempt_at, created_at): no sort of the whole backlog per batch.
 _CLAIM = """
 SELECT id, type, body::text AS body
 FROM outbox
 WHERE published_at IS NULL AND next_attempt_at <= now()
-ORDER BY created_at
+ORDER BY next_attempt_at, created_at
 LIMIT $1
 FOR UPDATE SKIP LOCKED
 """
@@ -41,26 +45,56 @@ _MARK_FAILED = """
 UPDATE outbox
 SET attempts = attempts + 1,
     last_error = $2,
-    next_attempt_at = now() + least(interval '1 second' * power(2, attempts), interval '5 minutes')
+    next_attempt_at = now() + least(interval '1 second' * power(2, least(attempts, 20)), $3::interval)
 WHERE id = $1
 """
 _STATS = """
-SELECT count(*) AS unsent, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS lag
+SELECT count(*) AS unsent, coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS lag
 FROM outbox WHERE published_at IS NULL
 """
-_PRUNE = "DELETE FROM outbox WHERE published_at < now() - $1::interval"
+# In chunks, so pruning a large backlog never holds long locks or one huge transaction.
+_PRUNE = """
+DELETE FROM outbox WHERE id IN (
+    SELECT id FROM outbox WHERE published_at < now() - $1::interval LIMIT $2
+)
+"""
 
 
-def _is_refusal(error: BaseException) -> bool:
-    return isinstance(error, (aio_pika.exceptions.DeliveryError, aio_pika.exceptions.PublishError))
+class BrokerUnavailableError(ConnectionError):
+    """The broker did not confirm (down, connection lost, timeout); the rows stay unsent for a retry."""
+
+
+def _refusal_reason(error: BaseException) -> str | None:
+    """'unroutable' or 'nacked' when the broker answered but would not take the message, else None."""
+    if isinstance(error, aio_pika.exceptions.PublishError):  # basic.return: mandatory, no queue bound
+        return "unroutable"
+    if isinstance(error, aio_pika.exceptions.DeliveryError):  # basic.nack
+        return "nacked"
+    return None
 
 
 class OutboxRelay:
-    """Runs as a background task of a service (see `run`)."""
+    """Runs as a background task of a service (see `run`); `publish_batch` does one round, for tests.
 
-    def __init__(self, pool: asyncpg.Pool, connection: AbstractRobustConnection, *, schema: str,
+    Args:
+        pool: the service's pool (search_path = its schema, where the outbox table is).
+        connection: the service's (robust) broker connection; the relay opens its own confirm channel.
+        schema: the service schema, naming the NOTIFY channel.
+        dsn: for the dedicated LISTEN connection.
+        batch_size: rows claimed, published concurrently and confirmed per transaction.
+        workers: batches in flight at once; each claims its own rows (SKIP LOCKED), so while one
+            waits for confirms another reads or marks rows.
+        poll_seconds: the fallback poll when no NOTIFY arrives.
+        max_backoff_seconds: the cap of the retry delay while the broker (or database) is down.
+        refused_backoff: the cap of a single refused (unroutable) row's retry delay.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, connection: AbstractConnection, *, schema: str,
                  dsn: str, batch_size: int = 200, poll_seconds: float = 1.0,
-                 retention: timedelta = timedelta(days=7)) -> None:
+                 retention: timedelta = timedelta(days=7), workers: int = 2,
+                 publish_timeout: float = 10.0, max_backoff_seconds: float = 10.0,
+                 refused_backoff: timedelta = timedelta(minutes=5), stats_seconds: float = 5.0,
+                 prune_seconds: float = 600.0) -> None:
         self._pool = pool
         self._connection = connection
         self._schema = schema
@@ -68,44 +102,62 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
         self._retention = retention
+        self._workers = workers
+        self._publish_timeout = publish_timeout
+        self._max_backoff = max_backoff_seconds
+        self._refused_backoff = refused_backoff
+        self._stats_seconds = stats_seconds
+        self._prune_seconds = prune_seconds
         self._wake = asyncio.Event()
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self._channel_lock = asyncio.Lock()
 
     async def run(self) -> None:
         """Publish forever; broker or database outages mean backoff and retry, never giving up."""
-        listener = asyncio.create_task(self._listen(), name="outbox-listen")
-        pruner = asyncio.create_task(self._prune_periodically(), name="outbox-prune")
-        failures = 0
+        tasks = [asyncio.create_task(self._listen(), name="outbox-listen"),
+                 asyncio.create_task(self._every(self._prune_seconds, self.prune), name="outbox-prune"),
+                 asyncio.create_task(self._every(self._stats_seconds, self.update_stats), name="outbox-stats")]
+        tasks += [asyncio.create_task(self._work(), name=f"outbox-relay-{n}") for n in range(self._workers)]
         try:
-            while True:
-                try:
-                    published = await self.publish_batch()
-                    failures = 0
-                    if published >= self._batch_size:
-                        continue  # more is waiting
-                    await self._update_stats()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
-                    self._wake.clear()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    failures += 1
-                    delay = min(0.2 * 2 ** failures, 10.0) * (0.5 + random.random() / 2)
-                    OUTBOX_PUBLISH_FAILURES.labels(type(exc).__name__).inc()
-                    log.warning("relay_retrying", error=type(exc).__name__, detail=str(exc)[:200],
-                                delay=round(delay, 2))
-                    await self._drop_channel()
-                    await asyncio.sleep(delay)
+            await asyncio.gather(*tasks)
         finally:
-            listener.cancel()
-            pruner.cancel()
-            await asyncio.gather(listener, pruner, return_exceptions=True)
-            await self._drop_channel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._drop_channel(None)
+
+    async def _work(self) -> None:
+        failures = 0
+        while True:
+            try:
+                claimed = await self.publish_batch()
+                failures = 0
+                if claimed >= self._batch_size:
+                    continue  # more is waiting
+                # Wait, then clear: a NOTIFY that came while we published is not lost, and one that
+                # comes between the wake-up and the clear is for a row the next claim sees anyway.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+                self._wake.clear()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                delay = min(0.1 * 2 ** failures, self._max_backoff) * (0.5 + random.random() / 2)
+                if not isinstance(exc, BrokerUnavailableError):
+                    OUTBOX_PUBLISH_FAILURES.labels("error").inc()
+                log.warning("relay_retrying", error=type(exc).__name__, detail=str(exc)[:200],
+                            attempt=failures, delay=round(delay, 2))
+                await asyncio.sleep(delay)
 
     async def publish_batch(self) -> int:
-        """Claim, publish and mark one batch; return how many rows it claimed."""
+        """Claim, publish and mark one batch; return how many rows it claimed.
+
+        Raises:
+            BrokerUnavailableError: some rows got no answer from the broker; they stay unsent (the rows
+                the broker did confirm are marked sent all the same).
+        """
         exchange = await self._exchange_ready()
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_CLAIM, self._batch_size)
@@ -116,79 +168,119 @@ class OutboxRelay:
             sent = [row["id"] for row, result in zip(rows, results, strict=True) if result is None]
             if sent:
                 await conn.execute(_MARK_SENT, sent)
-            broker_down = False
+            unanswered: BaseException | None = None
             for row, result in zip(rows, results, strict=True):
                 if result is None:
                     OUTBOX_PUBLISHED.labels(row["type"]).inc()
-                elif _is_refusal(result):
-                    # The broker answered but would not take it (unroutable, nack): back off this row only.
-                    reason = f"{type(result).__name__}: {result}"[:500]
-                    OUTBOX_PUBLISH_FAILURES.labels("refused").inc()
-                    log.error("outbox_publish_refused", event_id=str(row["id"]), type=row["type"],
-                              reason=reason)
-                    await conn.execute(_MARK_FAILED, row["id"], reason)
-                else:
-                    broker_down = True  # left as it was; retried when the broker is back
-        if broker_down:
-            raise ConnectionError("broker did not confirm the batch")
+                    continue
+                reason = _refusal_reason(result)
+                if reason is None:
+                    unanswered = result  # left as it was; retried when the broker is back
+                    continue
+                # The broker answered but would not take it: back off this row only and report it.
+                detail = f"{reason}: {type(result).__name__}: {result}"[:500]
+                OUTBOX_PUBLISH_FAILURES.labels(reason).inc()
+                log.error("outbox_publish_refused", event_id=str(row["id"]), type=row["type"], reason=detail)
+                await conn.execute(_MARK_FAILED, row["id"], detail, self._refused_backoff)
+        if unanswered is not None:
+            OUTBOX_PUBLISH_FAILURES.labels("broker_unavailable").inc()
+            await self._drop_channel(exchange)
+            raise BrokerUnavailableError(f"broker did not confirm: {type(unanswered).__name__}: {unanswered}")
         return len(rows)
 
     async def _publish(self, exchange: AbstractExchange, row: asyncpg.Record) -> None:
-        body: str = row["body"]
         message = aio_pika.Message(
-            body.encode(),
-            message_id=str(row["id"]),
+            row["body"].encode(),
+            message_id=str(row["id"]),  # the consumers' dedupe key; also how aiormq matches a return
             type=row["type"],
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
-        # mandatory + on_return_raises: an event no queue is bound for raises instead of vanishing.
-        await exchange.publish(message, routing_key=row["type"], mandatory=True, timeout=10)
+        # mandatory + on_return_raises (channel): an event no queue is bound for raises PublishError
+        # instead of being confirmed and silently dropped.
+        await exchange.publish(message, routing_key=row["type"], mandatory=True, timeout=self._publish_timeout)
 
     async def _exchange_ready(self) -> AbstractExchange:
-        if self._exchange is None or self._channel is None or self._channel.is_closed:
-            self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-            self._exchange = await broker.declare_exchange(self._channel)
-        return self._exchange
+        async with self._channel_lock:
+            if self._exchange is not None and self._channel is not None and not self._channel.is_closed:
+                return self._exchange
+            await self._drop_channel(self._exchange)
+            try:
+                # After any failure the channel is closed and a fresh one opened here, so confirm
+                # bookkeeping never outlives the connection it belonged to.
+                channel = await asyncio.wait_for(self._open_channel(), self._publish_timeout)
+                self._exchange = await broker.declare_exchange(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                OUTBOX_PUBLISH_FAILURES.labels("broker_unavailable").inc()
+                raise BrokerUnavailableError(f"no channel: {type(exc).__name__}: {exc}") from exc
+            self._channel = channel
+            return self._exchange
 
-    async def _drop_channel(self) -> None:
+    async def _open_channel(self) -> AbstractChannel:
+        connected = getattr(self._connection, "connected", None)  # a robust connection's "is up" event
+        if connected is not None and not connected.is_set():
+            raise ConnectionError("broker connection is down (reconnecting)")
+        channel = self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        await channel
+        return channel
+
+    async def _drop_channel(self, exchange: AbstractExchange | None) -> None:
+        """Forget the channel the failed `exchange` belongs to (None: whatever channel is open)."""
+        if exchange is not None and exchange is not self._exchange:
+            return  # another worker already replaced it
         channel, self._channel, self._exchange = self._channel, None, None
         if channel is not None and not channel.is_closed:
             with contextlib.suppress(Exception):
-                await channel.close()
+                await asyncio.wait_for(channel.close(), 2)
 
     async def _listen(self) -> None:
-        """LISTEN on a dedicated connection so a commit wakes the relay at once."""
-        channel = f"{self._schema}_outbox"
+        """LISTEN on a dedicated connection so a commit wakes the relay at once (NOTIFY is sent at commit)."""
+        channel = notify_channel(self._schema)
         while True:
             try:
-                conn = await asyncpg.connect(self._dsn)
+                conn = await asyncpg.connect(self._dsn, timeout=10)
                 try:
                     await conn.add_listener(channel, lambda *_: self._wake.set())
                     self._wake.set()  # rows may have committed while we were not listening
                     while not conn.is_closed():
                         await asyncio.sleep(5)
-                        await conn.execute("SELECT 1")
+                        await conn.execute("SELECT 1", timeout=5)  # notices a dead connection
                 finally:
                     with contextlib.suppress(Exception):
-                        await conn.close()
+                        await asyncio.wait_for(conn.close(), 2)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("outbox_listen_lost", error=type(exc).__name__)
                 await asyncio.sleep(2)
 
-    async def _update_stats(self) -> None:
+    async def update_stats(self) -> None:
+        """Refresh the unsent count and the lag (age of the oldest unsent row), broker up or not."""
         row = await self._pool.fetchrow(_STATS)
         OUTBOX_UNSENT.set(row["unsent"])
-        OUTBOX_LAG_SECONDS.set(float(row["lag"]))
+        OUTBOX_LAG_SECONDS.set(row["lag"])
 
-    async def _prune_periodically(self) -> None:
+    async def prune(self, chunk: int = 5000) -> int:
+        """Delete rows published longer than the retention period ago; return how many."""
+        total = 0
         while True:
-            await asyncio.sleep(600)
+            status = await self._pool.execute(_PRUNE, self._retention, chunk)
+            deleted = int(status.split()[-1])
+            total += deleted
+            if deleted < chunk:
+                break
+        OUTBOX_PRUNED.inc(total)
+        return total
+
+    @staticmethod
+    async def _every(seconds: float, job: object) -> None:
+        while True:
             try:
-                await self._pool.execute(_PRUNE, self._retention)
+                await job()  # type: ignore[operator]
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("outbox_prune_failed", error=type(exc).__name__)
+                log.warning("outbox_job_failed", job=getattr(job, "__name__", "?"), error=type(exc).__name__)
+            await asyncio.sleep(seconds)

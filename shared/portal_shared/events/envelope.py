@@ -52,6 +52,7 @@ class Envelope:
 
 
 def encode(envelope: Envelope) -> bytes:
+    """The message body: compact JSON, UTF-8."""
     return json.dumps(envelope.to_dict(), separators=(",", ":")).encode()
 
 
@@ -59,14 +60,14 @@ def decode(body: bytes | str | dict[str, Any]) -> Envelope:
     """Parse and validate a message body. Raises UnknownEventError for anything we cannot trust."""
     try:
         raw = body if isinstance(body, dict) else json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise UnknownEventError(f"body is not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise UnknownEventError("body is not a JSON object")
-    try:
-        key = (str(raw["type"]), int(raw["version"]))
-    except (KeyError, TypeError, ValueError):
-        raise UnknownEventError("type or version missing") from None
+    event_type, version = raw.get("type"), raw.get("version")
+    if not isinstance(event_type, str) or not isinstance(version, int) or isinstance(version, bool):
+        raise UnknownEventError("type (a string) or version (an integer) missing")
+    key = (event_type, version)
     cls = REGISTRY.get(key)
     if cls is None:
         raise UnknownEventError(f"unknown event {key[0]} v{key[1]}")
@@ -84,11 +85,14 @@ def decode(body: bytes | str | dict[str, Any]) -> Envelope:
             raise UnknownEventError(f"{key[0]}.{f.name} must be a string")
         if f.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
             raise UnknownEventError(f"{key[0]}.{f.name} must be an integer")
-    try:
-        return Envelope(
-            id=str(raw["id"]), type=key[0], version=key[1], occurred_at=str(raw["occurred_at"]),
-            source=str(raw.get("source", "")), correlation_id=str(raw.get("correlation_id") or raw["id"]),
-            event=event,
-        )
-    except KeyError as exc:
-        raise UnknownEventError(f"envelope field {exc} missing") from None
+    event_id, occurred_at = raw.get("id"), raw.get("occurred_at")
+    # The id is the AMQP message_id and the inbox key: without it a message cannot be deduplicated.
+    if not isinstance(event_id, str) or not event_id:
+        raise UnknownEventError("envelope id missing or not a string")
+    if not isinstance(occurred_at, str) or not occurred_at:
+        raise UnknownEventError("envelope occurred_at missing or not a string")
+    return Envelope(
+        id=event_id, type=key[0], version=key[1], occurred_at=occurred_at,
+        source=str(raw.get("source") or ""), correlation_id=str(raw.get("correlation_id") or event_id),
+        event=event,
+    )
