@@ -79,6 +79,7 @@ def event_consumer(settings: CommonSettings, handlers: dict[str, EventHandler], 
                                  handlers=handlers, **options)  # type: ignore[arg-type]
         await consumer.start()
         yield
+        await consumer.stop()  # finish handlers in flight before the pool and connection close
 
     return ctx
 
