@@ -6,8 +6,8 @@ import base64
 import contextlib
 import json
 import os
-import urllib.request
 import subprocess
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -13,8 +13,11 @@ import os
 import secrets
 import sys
 import urllib.request
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from portal_shared.db_bootstrap import bootstrap
 
@@ -22,6 +25,7 @@ from portal_devstack.postgres import LocalPostgres
 from portal_devstack.process import Child, StartError, require_free_port, spawn, tcp_open, wait_until
 from portal_devstack.rabbitmq import LocalRabbitMQ
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[3]
 SERVICES = ("profile", "mfa", "notifier")
 
@@ -92,7 +96,7 @@ class LocalStack:
         self.postgres = LocalPostgres(self.var / "postgres" / "data", self.ports.postgres, logs / "postgres.log")
         self.postgres.start()
         self.children.append(self.postgres.child)  # type: ignore[arg-type]
-        urls = asyncio.run(bootstrap(self.postgres.admin_dsn, database="portal", passwords={
+        urls = _run_sync(bootstrap(self.postgres.admin_dsn, database="portal", passwords={
             s: values[f"{s.upper()}_DB_PASSWORD"] for s in SERVICES}))
 
         self.rabbitmq = LocalRabbitMQ(self.var / "rabbitmq", self.ports.amqp, self.ports.amqp_dist,
@@ -174,6 +178,12 @@ class LocalStack:
             self.rabbitmq.stop()
         if self.postgres:
             self.postgres.stop()
+
+
+def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even when called inside a running event loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _http_ok(url: str) -> bool:
