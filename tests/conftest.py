@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from portal_devstack.process import free_port
 from portal_shared.db_bootstrap import bootstrap
 
 from tests.support.backends import Backend, docker_available, open_backend
 from tests.support.smtp import SmtpSink
-from portal_devstack.process import free_port
 
 DB_PASSWORDS = {"profile": "profile-test-pw", "mfa": "mfa-test-pw", "notifier": "notifier-test-pw"}
 

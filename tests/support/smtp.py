@@ -18,7 +18,7 @@ class SinkHandler:
     reject_with: str | None = None  # e.g. "550 no such user" or "451 try later"
     arrived: asyncio.Event | None = None
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.reject_with:
             return self.reject_with
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)  # type: ignore[arg-type]
