@@ -12,9 +12,12 @@ install:
 up: install
 	$(UV) run python -m portal_devstack.up
 
+# The browser tier runs in its own pytest process: Playwright's sync API keeps an event loop running in
+# the main thread, which asyncio tests after it cannot share.
 test: install
 	$(UV) run ruff check .
-	$(UV) run pytest
+	$(UV) run pytest --ignore=tests/browser
+	$(UV) run pytest tests/browser
 
 unit: install
 	$(UV) run pytest tests/unit
