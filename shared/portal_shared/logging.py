@@ -11,7 +11,8 @@ import structlog
 def configure_logging(*, service: str, level: str = "info", fmt: str = "json") -> None:
     """Route stdlib and structlog output through one renderer; contextvars carry request/correlation ids."""
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(
+        colors=False, exception_formatter=structlog.dev.plain_traceback)  # no local variables: they may hold secrets
     )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,

@@ -83,7 +83,7 @@ def user_handle_of(credential: dict[str, Any]) -> bytes | None:
 def transports_of(credential: dict[str, Any]) -> list[str]:
     known = {t.value for t in AuthenticatorTransport}
     raw = credential.get("response", {}).get("transports")
-    return [t for t in raw if t in known] if isinstance(raw, list) else []
+    return [t for t in raw if isinstance(t, str) and t in known] if isinstance(raw, list) else []
 
 
 def is_discoverable(credential: dict[str, Any]) -> bool:

@@ -18,9 +18,22 @@ from portal_shared.web import Handler
 from mfa_service.keys import IDENTITY, SETTINGS
 
 REAUTH_WINDOW_SECONDS = 600  # the contract's "re-authenticated in the last 10 minutes"
+MAX_USER_ID_BYTES = 64  # also the WebAuthn user handle limit (ceremony.MAX_USER_HANDLE_BYTES)
 PUBLIC_PREFIX = "/api/mfa"
 INTERNAL_PREFIX = "/internal/"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def valid_user_id(value: object) -> bool:
+    """A user id we can store and use: a non-empty string of at most 64 UTF-8 bytes, no control characters
+    (Postgres text refuses NUL) and no lone surrogates (not encodable)."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:
+        return False
+    return size <= MAX_USER_ID_BYTES and value.isprintable()
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +51,7 @@ class Identity:
     def from_payload(cls, payload: dict[str, Any]) -> Identity:
         try:
             user_id = payload["sub"]
-            if not isinstance(user_id, str) or not user_id:
+            if not valid_user_id(user_id):
                 raise ValueError("sub")
             imp = payload.get("imp")
             reauth = payload.get("reauth_at")
@@ -52,7 +65,7 @@ class Identity:
                 auth_at=int(payload.get("auth_at") or 0),
                 reauth_at=int(reauth) if reauth is not None else None,
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise tokens.InvalidToken("identity payload malformed") from None
 
     def recently_authenticated(self, now: float | None = None) -> bool:

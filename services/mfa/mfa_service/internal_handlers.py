@@ -9,13 +9,12 @@ from aiohttp import web
 from portal_shared.web import json_response, no_content, read_json
 
 from mfa_service.errors import InvalidInput
+from mfa_service.identity import valid_user_id
 from mfa_service.keys import FACTORS, RECOVERY, TOTP, WEBAUTHN
-
-MAX_ID_LENGTH = 64
 
 
 def _user_id(value: Any, field: str = "user_id") -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+    if not valid_user_id(value):
         raise InvalidInput("A user id is required.", field=field)
     return value
 

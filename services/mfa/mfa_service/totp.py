@@ -40,7 +40,7 @@ STEP_SECONDS = 30
 DIGITS = 6
 DRIFT_STEPS = 1
 PENDING_SECONDS = 15 * 60
-_CODE = re.compile(r"^\d{6}$")
+_CODE = re.compile(r"[0-9]{6}")
 
 
 def new_secret() -> str:
@@ -64,7 +64,7 @@ def clean_code(code: object) -> str | None:
     if not isinstance(code, str):
         return None
     compact = code.replace(" ", "").strip()
-    return compact if _CODE.match(compact) else None
+    return compact if _CODE.fullmatch(compact) else None
 
 
 def matching_step(secret: str, code: str, *, now: float | None = None) -> int | None:

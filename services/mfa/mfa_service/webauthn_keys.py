@@ -7,6 +7,7 @@ consumes it once, before verification, so a replay or a challenge of another cer
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +54,18 @@ def clean_name(name: object) -> str:
     name = name.strip()
     if len(name) > NAME_MAX:
         raise InvalidInput(f"The name can be at most {NAME_MAX} characters.", field="name")
+    if not _printable(name):
+        raise InvalidInput("The name cannot contain control characters.", field="name")
     return name
+
+
+def _printable(text: str) -> bool:
+    """No control characters (Postgres text refuses NUL) and no lone surrogates (not valid UTF-8)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return all(unicodedata.category(ch) not in {"Cc", "Cs"} for ch in text)
 
 
 @dataclass(frozen=True, slots=True)
