@@ -35,7 +35,7 @@ lint: install
 	$(UV) run ruff check .
 
 bench: install
-	$(UV) run python -m bench
+	PYTHONPATH=. $(UV) run python -m bench
 
 faults: install
-	$(UV) run python -m bench.faults
+	PYTHONPATH=. $(UV) run python -m bench.faults
