@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,11 +75,25 @@ def _make_readable(root: Path) -> None:
             os.chmod(os.path.join(directory, name), 0o644)
 
 
-def render_config(*, prefix: Path, listen: str, profile_addr: str, mfa_addr: str, notifier_addr: str,
-                  html_root: Path, access_log: str, error_log: str = "stderr",
+def upstream_servers(addresses: str | Sequence[str]) -> str:
+    """The `server` lines of one upstream block: one per address (a replica), in the given order.
+
+    A single address is either a string or a one-item list; several are balanced round robin by nginx.
+    """
+    listed = [addresses] if isinstance(addresses, str) else list(addresses)
+    if not listed or any(not a or any(c.isspace() or c in ";{}" for c in a) for a in listed):
+        raise ValueError(f"an upstream needs at least one address of the form host:port, got {addresses!r}")
+    return "\n        ".join(f"server {address} max_fails=0;" for address in listed)
+
+
+def render_config(*, prefix: Path, listen: str, profile_addr: str | Sequence[str], mfa_addr: str | Sequence[str],
+                  notifier_addr: str | Sequence[str], html_root: Path, access_log: str, error_log: str = "stderr",
                   auth_rate_per_minute: int = 600, auth_burst: int = 300, worker_processes: str = "1",
                   user: str | None = None) -> None:
-    """Render the template and its includes into prefix/conf/ (temp and pid paths under prefix)."""
+    """Render the template and its includes into prefix/conf/ (temp and pid paths under prefix).
+
+    Each `*_addr` is one `host:port` or a list of them (the service's replicas, balanced round robin).
+    """
     conf = prefix / "conf"
     conf.mkdir(parents=True, exist_ok=True)
     for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -95,9 +110,9 @@ def render_config(*, prefix: Path, listen: str, profile_addr: str, mfa_addr: str
         "AUTH_RATE": str(auth_rate_per_minute),
         "AUTH_BURST": str(auth_burst),
         "RETRY_AFTER": str(max(1, math.ceil(60 / auth_rate_per_minute))),
-        "PROFILE_ADDR": profile_addr,
-        "MFA_ADDR": mfa_addr,
-        "NOTIFIER_ADDR": notifier_addr,
+        "PROFILE_SERVERS": upstream_servers(profile_addr),
+        "MFA_SERVERS": upstream_servers(mfa_addr),
+        "NOTIFIER_SERVERS": upstream_servers(notifier_addr),
         "LISTEN": listen,
         "HTML_ROOT": str(html_root),
     }
@@ -123,6 +138,11 @@ class LocalNginx:
     auth_rate_per_minute: int = 600  # per client IP on /api/auth/* (contract: at least 300)
     auth_burst: int = 300  # any 300 requests at once pass; beyond, the rate refills the bucket
     host: str = "127.0.0.1"
+    # Several replicas behind one upstream: when set, the full list of that service's ports (the single
+    # `*_port` above is then not used); None means the one `*_port`.
+    profile_ports: list[int] | None = None
+    mfa_ports: list[int] | None = None
+    notifier_ports: list[int] | None = None
     child: Child | None = field(default=None, init=False)
     assets_version: str | None = field(default=None, init=False)
 
@@ -130,6 +150,11 @@ class LocalNginx:
     def access_log_path(self) -> Path:
         """JSON lines, one per request, with its request id."""
         return self.log_path.with_name(f"{self.log_path.stem}-access.log")
+
+    def upstream_ports(self, service: str) -> list[int]:
+        """The ports nginx balances `service` ("profile", "mfa" or "notifier") over."""
+        ports: list[int] | None = getattr(self, f"{service}_ports")
+        return list(ports) if ports else [getattr(self, f"{service}_port")]
 
     @property
     def html_root(self) -> Path:
@@ -151,8 +176,9 @@ class LocalNginx:
             raise StartError(f"gateway (nginx): building the UI from {self.ui_root} failed: {exc}") from exc
         render_config(
             prefix=self.prefix, listen=f"{self.host}:{self.port}",
-            profile_addr=f"127.0.0.1:{self.profile_port}", mfa_addr=f"127.0.0.1:{self.mfa_port}",
-            notifier_addr=f"127.0.0.1:{self.notifier_port}", html_root=self.html_root,
+            profile_addr=[f"127.0.0.1:{p}" for p in self.upstream_ports("profile")],
+            mfa_addr=[f"127.0.0.1:{p}" for p in self.upstream_ports("mfa")],
+            notifier_addr=[f"127.0.0.1:{p}" for p in self.upstream_ports("notifier")], html_root=self.html_root,
             access_log=str(self.access_log_path), error_log="stderr",
             auth_rate_per_minute=self.auth_rate_per_minute, auth_burst=self.auth_burst,
             # As root, nginx would switch its workers to `nobody`, who cannot enter private temp dirs.
@@ -177,9 +203,9 @@ def main(argv: list[str] | None = None) -> None:
     render = sub.add_parser("render-config", help="render nginx.conf and its includes into PREFIX/conf/")
     render.add_argument("prefix", type=Path)
     render.add_argument("--listen", default="0.0.0.0:8080")
-    render.add_argument("--profile", default="profile:8101")
-    render.add_argument("--mfa", default="mfa:8102")
-    render.add_argument("--notifier", default="notifier:8103")
+    render.add_argument("--profile", default="profile:8101", help="host:port, or several comma-separated")
+    render.add_argument("--mfa", default="mfa:8102", help="host:port, or several comma-separated")
+    render.add_argument("--notifier", default="notifier:8103", help="host:port, or several comma-separated")
     render.add_argument("--html-root", type=Path, default=Path("/usr/share/portal/html"))
     render.add_argument("--access-log", default="/dev/stdout")
     render.add_argument("--error-log", default="stderr")
@@ -188,8 +214,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "build-ui":
         print(build_ui(args.ui_root, args.out))
     else:
-        render_config(prefix=args.prefix, listen=args.listen, profile_addr=args.profile, mfa_addr=args.mfa,
-                      notifier_addr=args.notifier, html_root=args.html_root, access_log=args.access_log,
+        render_config(prefix=args.prefix, listen=args.listen, profile_addr=args.profile.split(","),
+                      mfa_addr=args.mfa.split(","), notifier_addr=args.notifier.split(","),
+                      html_root=args.html_root, access_log=args.access_log,
                       error_log=args.error_log, worker_processes=args.workers)
         print(args.prefix / "conf" / "nginx.conf")
 

@@ -22,7 +22,15 @@ from typing import Any, TypeVar
 from portal_shared.db_bootstrap import bootstrap
 
 from portal_devstack.postgres import LocalPostgres
-from portal_devstack.process import Child, StartError, require_free_port, spawn, tcp_open, wait_until
+from portal_devstack.process import (
+    Child,
+    StartError,
+    free_port,
+    require_free_port,
+    spawn,
+    tcp_open,
+    wait_until,
+)
 from portal_devstack.rabbitmq import LocalRabbitMQ
 
 T = TypeVar("T")
@@ -42,6 +50,10 @@ class Ports:
     mfa: int = 8102
     notifier: int = 8103
     smtp: int = 1025
+    # Ports of the extra replicas (the 2nd, 3rd, ...) of each service when LocalStack.replicas > 1,
+    # e.g. {"profile": [8111]}; the first replica is always on the port above. Missing ones are chosen
+    # free at start and recorded here (so a restart with the same Ports reuses them).
+    replicas: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,6 +71,10 @@ class LocalStack:
     first_start: bool = False
     env: dict[str, str] = field(default_factory=dict)
     generated_demo_password: bool = False
+    # Processes per service (profile, mfa, notifier), all on the one Postgres and RabbitMQ; nginx
+    # balances the HTTP services over them. Replica 1 is "<name> service" on Ports.<name> with log
+    # log/<name>.log; replica k > 1 is "<name>#k service" on Ports.replicas[name][k-2], log/<name>-k.log.
+    replicas: int = 1
 
     @property
     def base_url(self) -> str:
@@ -67,6 +83,21 @@ class LocalStack:
     @property
     def mail_dir(self) -> Path:
         return self.var / "mail"
+
+    def service_ports(self, name: str) -> list[int]:
+        """The HTTP ports of every replica of service `name`, replica 1 first."""
+        return [getattr(self.ports, name), *self.ports.replicas.get(name, [])][:max(self.replicas, 1)]
+
+    def service_children(self, name: str) -> list[Child]:
+        """The running processes of service `name`, replica 1 first."""
+        names = [_child_name(name, k) for k in range(1, max(self.replicas, 1) + 1)]
+        return [c for n in names for c in self.children if c.name == n]
+
+    def _assign_replica_ports(self) -> None:
+        for name in SERVICES:
+            extra = self.ports.replicas.setdefault(name, [])
+            while len(extra) < self.replicas - 1:
+                extra.append(free_port())
 
     def secrets(self) -> dict[str, str]:
         """Generated once and kept under var/ (mode 0600), so a restart reuses the same data."""
@@ -89,8 +120,12 @@ class LocalStack:
         self.var.mkdir(parents=True, exist_ok=True)
         logs = self.var / "log"
         values = self.secrets()
+        if self.replicas < 1:
+            raise ValueError("replicas must be at least 1")
+        self._assign_replica_ports()
         for name in SERVICES:
-            require_free_port(f"{name} service", getattr(self.ports, name))
+            for k, port in enumerate(self.service_ports(name), start=1):
+                require_free_port(_child_name(name, k), port)
         require_free_port("gateway (nginx)", self.ports.gateway)
 
         self.postgres = LocalPostgres(self.var / "postgres" / "data", self.ports.postgres, logs / "postgres.log")
@@ -130,15 +165,23 @@ class LocalStack:
         for key in ("SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_STARTTLS"):
             if os.environ.get(key):
                 self.env[key] = os.environ[key]
-        for name in SERVICES:
-            port = getattr(self.ports, name)
-            child = spawn(f"{name} service", [sys.executable, "-m", f"{name}_service"], log_path=logs / f"{name}.log",
-                          env={**self.env, "DATABASE_URL": urls[name], "HTTP_PORT": str(port)}, cwd=REPO)
-            self.children.append(child)
-        for name in SERVICES:
-            child = next(c for c in self.children if c.name == f"{name} service")
-            url = f"http://127.0.0.1:{getattr(self.ports, name)}/health/ready"
-            wait_until(child, lambda url=url: _http_ok(url), timeout=60, what=f"{url} answering 200")
+        for k in range(1, self.replicas + 1):
+            # Replica k calls replica k of the other services (the same as replica 1's when replicas=1).
+            peers = {"PROFILE_URL": f"http://127.0.0.1:{self.service_ports('profile')[k - 1]}",
+                     "MFA_URL": f"http://127.0.0.1:{self.service_ports('mfa')[k - 1]}"}
+            for name in SERVICES:
+                port = self.service_ports(name)[k - 1]
+                log_name = f"{name}.log" if k == 1 else f"{name}-{k}.log"
+                child = spawn(_child_name(name, k), [sys.executable, "-m", f"{name}_service"],
+                              log_path=logs / log_name,
+                              env={**self.env, **peers, "DATABASE_URL": urls[name], "HTTP_PORT": str(port)},
+                              cwd=REPO)
+                self.children.append(child)
+        for k in range(1, self.replicas + 1):
+            for name in SERVICES:
+                child = next(c for c in self.children if c.name == _child_name(name, k))
+                url = f"http://127.0.0.1:{self.service_ports(name)[k - 1]}/health/ready"
+                wait_until(child, lambda url=url: _http_ok(url), timeout=60, what=f"{url} answering 200")
 
         if self.seed_demo:
             if self.demo_password is None and self.first_start:
@@ -164,7 +207,8 @@ class LocalStack:
 
         nginx = LocalNginx(prefix=self.var / "nginx", port=self.ports.gateway, profile_port=self.ports.profile,
                            mfa_port=self.ports.mfa, notifier_port=self.ports.notifier, ui_root=REPO / "ui",
-                           log_path=logs / "nginx.log")
+                           log_path=logs / "nginx.log", profile_ports=self.service_ports("profile"),
+                           mfa_ports=self.service_ports("mfa"), notifier_ports=self.service_ports("notifier"))
         nginx.start()
         self.nginx = nginx
 
@@ -178,6 +222,11 @@ class LocalStack:
             self.rabbitmq.stop()
         if self.postgres:
             self.postgres.stop()
+
+
+def _child_name(service: str, replica: int) -> str:
+    """Replica 1 keeps the historical name ("profile service"); stop() matches the "service" suffix."""
+    return f"{service} service" if replica == 1 else f"{service}#{replica} service"
 
 
 def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
