@@ -21,7 +21,13 @@ import structlog
 
 from notifier_service import emails, repository
 from notifier_service.config import Settings
-from notifier_service.mailer import Mailer, PermanentSendError, SmtpOptions, TransientSendError
+from notifier_service.mailer import (
+    Mailer,
+    PermanentSendError,
+    ServerUnreachableError,
+    SmtpOptions,
+    TransientSendError,
+)
 from notifier_service.metrics import (
     EMAILS_EXPIRED,
     EMAILS_FAILED,
@@ -37,6 +43,10 @@ log = structlog.get_logger("notifier.dispatcher")
 STATS_INTERVAL_SECONDS = 2.0
 STOP_GRACE_SECONDS = 10.0
 PRUNE_EVERY_SECONDS = 3600.0
+# While the SMTP server cannot be reached, a worker probes it again at least this often: the outage is
+# not the jobs' fault, so it neither spends their attempts nor grows their backoff, and the backlog
+# goes out within seconds of the server's return.
+UNREACHABLE_PROBE_MAX_SECONDS = 5.0
 
 
 def backoff_seconds(attempts: int, *, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
@@ -113,6 +123,14 @@ class Dispatcher:
             structlog.contextvars.bind_contextvars(event_id=job.id, event_type=job.type)
             try:
                 server_down = await self._deliver(mailer, job)
+            except ServerUnreachableError as exc:
+                # Give this job and the rest of the batch back unattempted; probe again shortly.
+                delay = backoff_seconds(mailer.unreachable_streak, base=self._config.retry_base_seconds,
+                                        cap=min(self._config.retry_max_seconds, UNREACHABLE_PROBE_MAX_SECONDS))
+                log.warning("smtp_unreachable", error=str(exc)[:200], jobs=len(jobs) - index, retry_in=round(delay, 2))
+                await repository.release(self._pool, [j.id for j in jobs[index:]], delay_seconds=delay,
+                                         reason=f"SMTP server unreachable: {exc}")
+                return
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 raise  # the database is unreachable: the worker backs off; leases bring the jobs back
             except Exception as exc:  # a bug must not stall the queue: this job waits, the others go on
@@ -152,6 +170,8 @@ class Dispatcher:
         except PermanentSendError as exc:
             await self._fail(job, f"rejected by the SMTP server: {exc}")
             return False
+        except ServerUnreachableError:
+            raise
         except TransientSendError as exc:
             await self._retry_later(job, str(exc), reason="smtp")
             return not mailer.connected

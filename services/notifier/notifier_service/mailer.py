@@ -15,6 +15,10 @@ class TransientSendError(Exception):
     """Try again later: the server is unreachable, timed out, or answered 4xx (RFC 5321 §4.2.1)."""
 
 
+class ServerUnreachableError(TransientSendError):
+    """No SMTP session could be opened (refused, timed out, no greeting): nothing to do with the message."""
+
+
 class PermanentSendError(Exception):
     """The server refused this message with a 5xx reply: sending it again cannot succeed."""
 
@@ -35,6 +39,7 @@ class Mailer:
     def __init__(self, options: SmtpOptions) -> None:
         self._options = options
         self._smtp: aiosmtplib.SMTP | None = None
+        self.unreachable_streak = 0  # connection attempts that failed in a row
 
     async def send(self, message: EmailMessage, *, sender: str, recipient: str) -> None:
         reused = self._alive()
@@ -49,6 +54,15 @@ class Mailer:
     async def _send_once(self, message: EmailMessage, *, sender: str, recipient: str) -> None:
         try:
             smtp = await self._connected()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            await self.close()
+            raise TransientSendError(f"SMTP authentication failed: {exc.code} {exc.message}") from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            await self.close()
+            self.unreachable_streak += 1
+            raise ServerUnreachableError(f"{type(exc).__name__}: {exc}") from exc
+        self.unreachable_streak = 0
+        try:
             # Flattened once here with CRLF line ends (RFC 5322 §2.1); send_message would copy and flatten again.
             await smtp.sendmail(sender, [recipient], message.as_bytes(policy=email.policy.SMTP))
         except aiosmtplib.SMTPRecipientsRefused as exc:

@@ -140,15 +140,16 @@ async def retry_failed(conn: asyncpg.Connection, *, job_id: str | None) -> list[
 
 
 _RELEASE = """
-UPDATE email_jobs SET attempts = greatest(attempts - 1, 0), next_attempt_at = now() + make_interval(secs => $2)
+UPDATE email_jobs SET attempts = greatest(attempts - 1, 0), next_attempt_at = now() + make_interval(secs => $2),
+                      last_error = coalesce($3, last_error)
 WHERE id = ANY($1::text[]) AND status = 'queued'
 """
 
 
-async def release(pool: asyncpg.Pool, job_ids: list[str], *, delay_seconds: float) -> None:
+async def release(pool: asyncpg.Pool, job_ids: list[str], *, delay_seconds: float, reason: str | None = None) -> None:
     """Give back claimed jobs that were not attempted (their claim does not count as an attempt)."""
     if job_ids:
-        await pool.execute(_RELEASE, job_ids, float(delay_seconds))
+        await pool.execute(_RELEASE, job_ids, float(delay_seconds), reason[:1000] if reason else None)
 
 
 # Failed jobs stay until an operator acts; sent and expired ones only serve as a record for a while.

@@ -37,11 +37,18 @@ WHERE user_id = $1 AND state = 'signed_in' AND expires_at > now()
   AND last_seen_at > now() - make_interval(secs => $2)
 ORDER BY last_seen_at DESC
 """
-_COUNT_FAILURE = """
-UPDATE sessions SET second_factor_failures = second_factor_failures + 1,
-    state = CASE WHEN second_factor_failures + 1 >= $2 THEN 'void' ELSE state END
-WHERE id_hash = $1 RETURNING second_factor_failures
+# A second-factor attempt takes its slot before the code is checked, so concurrent guesses on one pending
+# sign-in cannot all pass a read-then-check: at most `limit` codes are ever evaluated per pending sign-in.
+_RESERVE_ATTEMPT = """
+UPDATE sessions SET second_factor_failures = second_factor_failures + 1
+WHERE id_hash = $1 AND state = 'second_factor_required' AND second_factor_failures < $2
+RETURNING second_factor_failures
 """
+_RETURN_ATTEMPT = """
+UPDATE sessions SET second_factor_failures = greatest(second_factor_failures - 1, 0)
+WHERE id_hash = $1 AND state = 'second_factor_required'
+"""
+_VOID_IF_SPENT = "UPDATE sessions SET state = 'void' WHERE id_hash = $1 AND second_factor_failures >= $2"
 _PRUNE = "DELETE FROM sessions WHERE expires_at < now() OR last_seen_at < now() - make_interval(secs => $1)"
 _UPDATABLE = ("id_hash", "state", "impersonated_user_id", "impersonation_reason", "second_factor_failures",
               "webauthn_challenge_id", "auth_at", "reauth_at", "last_seen_at")
@@ -104,8 +111,18 @@ async def list_live(conn: Conn, user_id: str, *, idle_seconds: int) -> list[asyn
     return await conn.fetch(_LIST, uuid.UUID(user_id), idle_seconds)
 
 
-async def count_second_factor_failure(conn: Conn, id_hash: bytes, *, limit: int) -> int:
-    return int(await conn.fetchval(_COUNT_FAILURE, id_hash, limit) or limit)
+async def reserve_second_factor_attempt(conn: Conn, id_hash: bytes, *, limit: int) -> bool:
+    """Take one of the pending sign-in's `limit` attempts; False when none is left (or it is no longer pending)."""
+    return await conn.fetchval(_RESERVE_ATTEMPT, id_hash, limit) is not None
+
+
+async def return_second_factor_attempt(conn: Conn, id_hash: bytes) -> None:
+    """Give back a reserved attempt whose code could not be checked (mfa unavailable)."""
+    await conn.execute(_RETURN_ATTEMPT, id_hash)
+
+
+async def void_if_attempts_spent(conn: Conn, id_hash: bytes, *, limit: int) -> None:
+    await conn.execute(_VOID_IF_SPENT, id_hash, limit)
 
 
 async def prune(conn: Conn, *, idle_seconds: int) -> str:

@@ -103,13 +103,21 @@ async def second_factor(ctx: Context, session: Session | None, *, method: str, c
     """Run one second-factor attempt for a pending sign-in; on success the session gets a new id."""
     session = pending(session)
     user = session.user
+    limit = sessions.SECOND_FACTOR_ATTEMPTS
+    # The attempt is counted before the code is checked (atomically), so parallel guesses on one pending
+    # sign-in get at most `limit` evaluations; the rest find no attempt left.
+    if not await sessions_repo.reserve_second_factor_attempt(ctx.pool, session.id_hash, limit=limit):
+        raise SignInExpired()
     locked = await throttle.account_locked(ctx.pool, user.id)
-    ok, remaining = (False, None) if locked else await check()
+    try:
+        ok, remaining = (False, None) if locked else await check()
+    except Exception:
+        await sessions_repo.return_second_factor_attempt(ctx.pool, session.id_hash)
+        raise
     if not ok:
         async with ctx.pool.acquire() as conn, conn.transaction():
             await throttle.record_failure(conn, user.id)
-            await sessions_repo.count_second_factor_failure(conn, session.id_hash,
-                                                            limit=sessions.SECOND_FACTOR_ATTEMPTS)
+            await sessions_repo.void_if_attempts_spent(conn, session.id_hash, limit=limit)
             await audit.record(conn, user.id, "second_factor_failed", ip=ip,
                                detail=method + (" (account throttled)" if locked else ""))
         raise SecondFactorFailed()

@@ -68,6 +68,8 @@ async def get(conn: Conn, user_id: str, *, for_update: bool = False) -> User | N
 
 
 async def get_by_email(conn: Conn, email: str) -> User | None:
+    if "\x00" in email or not email.isprintable():  # Postgres text cannot hold NUL; no stored address has one
+        return None
     return _user(await conn.fetchrow(_BY_EMAIL, email))
 
 
