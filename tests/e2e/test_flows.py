@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -173,3 +175,23 @@ async def test_admin_impersonation_shows_the_notice_and_blocks_security_changes(
         assert profile["email"] == "admin@msp.example" and profile["impersonator"] is None
     finally:
         await admin.close()
+
+
+async def test_one_id_follows_a_reset_from_the_request_to_the_email_in_the_logs(
+        portal_stack: Any, mailbox: Mailbox, portal: Portal) -> None:
+    address = await invited_user(portal_stack, mailbox)
+    trace = f"trace-{unique_email()[5:13]}"
+    status, _, _ = await portal.request("POST", "/api/auth/password-reset", {"email": address},
+                                        headers={"X-Request-ID": trace})
+    assert status == 202
+    await mailbox.wait_for(address, "profile.password_reset_requested")
+    logs = portal_stack.var / "log"
+    for _ in range(50):  # the sent-line is written right after the SMTP server accepted the email
+        sent = [json.loads(line) for line in (logs / "notifier.log").read_text().splitlines()
+                if trace in line]
+        if any(entry.get("event") == "email_sent" for entry in sent):
+            break
+        await asyncio.sleep(0.1)
+    assert any(entry.get("event") == "email_sent" and entry["correlation_id"] == trace for entry in sent), sent
+    assert trace in (logs / "profile.log").read_text()
+    assert trace in portal_stack.nginx.access_log_path.read_text()

@@ -60,7 +60,7 @@ async def queue_email(conn: asyncpg.Connection, envelope: Envelope) -> None:
     await repository.insert_job(
         conn, job_id=envelope.id, type=envelope.type, user_id=event.user_id, recipient=recipient,
         data=dataclasses.asdict(event), occurred_at=parse_timestamp(envelope.occurred_at, field="occurred_at"),
-        expires_at=expires_at,
+        expires_at=expires_at, correlation_id=envelope.correlation_id,
     )
 
 

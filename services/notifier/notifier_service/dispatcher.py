@@ -120,7 +120,8 @@ class Dispatcher:
             if self._stopping.is_set():
                 await repository.release(self._pool, [j.id for j in jobs[index:]], delay_seconds=0)
                 return
-            structlog.contextvars.bind_contextvars(event_id=job.id, event_type=job.type)
+            structlog.contextvars.bind_contextvars(event_id=job.id, event_type=job.type,
+                                                   correlation_id=job.correlation_id or job.id)
             try:
                 server_down = await self._deliver(mailer, job)
             except ServerUnreachableError as exc:
@@ -138,7 +139,7 @@ class Dispatcher:
                 await self._retry_later(job, f"{type(exc).__name__}: {exc}", reason="error")
                 server_down = False
             finally:
-                structlog.contextvars.unbind_contextvars("event_id", "event_type")
+                structlog.contextvars.unbind_contextvars("event_id", "event_type", "correlation_id")
             if server_down:
                 # No point trying the rest of the batch against a server we cannot reach.
                 delay = backoff_seconds(job.attempts, base=self._config.retry_base_seconds,
@@ -189,7 +190,7 @@ class Dispatcher:
                     raise
                 await asyncio.sleep(0.2 * 2 ** attempt)
         EMAILS_SENT.labels(job.type).inc()
-        log.debug("email_sent", attempts=job.attempts)
+        log.info("email_sent", attempts=job.attempts)
 
     async def _retry_later(self, job: Job, error: str, *, reason: str) -> None:
         if job.attempts >= self._config.max_attempts:

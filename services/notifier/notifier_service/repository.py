@@ -17,8 +17,8 @@ SET email = EXCLUDED.email, name = EXCLUDED.name, event_at = EXCLUDED.event_at, 
 WHERE users.event_at <= EXCLUDED.event_at
 """
 _INSERT_JOB = """
-INSERT INTO email_jobs (id, type, user_id, recipient, data, occurred_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO email_jobs (id, type, user_id, recipient, data, occurred_at, expires_at, correlation_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (id) DO NOTHING
 """
 # Claim: due jobs are pushed one lease ahead in the same statement that locks them, so other workers
@@ -36,7 +36,7 @@ WITH due AS (
     FROM due WHERE j.id = due.id
     RETURNING j.*
 )
-SELECT c.id, c.type, c.user_id, c.data, c.occurred_at, c.expires_at, c.attempts,
+SELECT c.id, c.type, c.user_id, c.data, c.occurred_at, c.expires_at, c.attempts, c.correlation_id,
        coalesce(c.recipient, u.email) AS recipient, u.name AS user_name
 FROM claimed c LEFT JOIN users u ON u.user_id = c.user_id
 ORDER BY c.next_attempt_at
@@ -87,6 +87,7 @@ class Job:
     attempts: int
     recipient: str | None
     user_name: str | None
+    correlation_id: str | None = None
 
 
 async def upsert_user(conn: asyncpg.Connection, *, user_id: str, email: str, name: str,
@@ -95,8 +96,10 @@ async def upsert_user(conn: asyncpg.Connection, *, user_id: str, email: str, nam
 
 
 async def insert_job(conn: asyncpg.Connection, *, job_id: str, type: str, user_id: str, recipient: str | None,
-                     data: dict[str, Any], occurred_at: datetime, expires_at: datetime | None) -> None:
-    await conn.execute(_INSERT_JOB, job_id, type, user_id, recipient, data, occurred_at, expires_at)
+                     data: dict[str, Any], occurred_at: datetime, expires_at: datetime | None,
+                     correlation_id: str | None = None) -> None:
+    await conn.execute(_INSERT_JOB, job_id, type, user_id, recipient, data, occurred_at, expires_at,
+                       correlation_id)
 
 
 async def claim_jobs(pool: asyncpg.Pool, *, limit: int, lease_seconds: float) -> list[Job]:
