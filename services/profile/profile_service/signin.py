@@ -78,7 +78,8 @@ async def login(ctx: Context, *, email: str, password: str, previous: Session | 
             await sessions_repo.delete(conn, previous.id_hash)
         raw = await sessions.start(conn, user_id=user.id, state=state, user_agent=user_agent, ip=ip)
         if state == SIGNED_IN:
-            await throttle.record_success(conn, user.id)
+            if user.failed_attempts or user.locked_until is not None:  # else there is nothing to clear
+                await throttle.record_success(conn, user.id)
             await audit.record(conn, user.id, "signed_in", ip=ip, detail="password")
         else:
             await audit.record(conn, user.id, "password_accepted", ip=ip, detail="second factor required")
