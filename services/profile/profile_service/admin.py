@@ -9,6 +9,7 @@ from portal_shared.events import ImpersonationStarted, UserCreated, UserInvited,
 from portal_shared.outbox import enqueue
 
 from profile_service import audit, sessions_repo, tokens_repo, users_repo
+from profile_service.bodies import UNSTORABLE, storable_text
 from profile_service.config import SERVICE
 from profile_service.context import Context
 from profile_service.errors import Conflict, Forbidden, NotFound, ValidationFailed, field_error
@@ -95,6 +96,8 @@ async def list_users(ctx: Context, *, client_id: str | None, query: str | None) 
             client_id = clean_uuid(client_id)
         except FieldError as exc:
             raise field_error("client_id", str(exc)) from None
+    if query is not None and not storable_text(query):
+        raise field_error("q", UNSTORABLE)
     return await users_repo.list_users(ctx.pool, client_id=client_id, query=(query or "").strip()[:100] or None)
 
 

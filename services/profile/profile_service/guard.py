@@ -93,4 +93,7 @@ def not_impersonating(session: Session) -> Session:
 
 def meta(request: web.Request) -> tuple[str, str]:
     """(user agent, client ip) recorded with sessions and audit entries."""
-    return request.headers.get("User-Agent", "")[:300], request[CLIENT_IP]
+    user_agent = request.headers.get("User-Agent", "")[:300]
+    # Stored as text: no NUL, and header bytes that are not UTF-8 (surrogate-escaped) become U+FFFD.
+    user_agent = user_agent.replace("\x00", "").encode("utf-8", "replace").decode()
+    return user_agent, request[CLIENT_IP]

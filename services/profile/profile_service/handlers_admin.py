@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from aiohttp import web
-from portal_shared.web import json_response, no_content, read_json
+from portal_shared.web import json_response, no_content
 
 from profile_service import admin, guard, sessions
+from profile_service.bodies import read_body
 from profile_service.keys import CONTEXT
 from profile_service.models import Session
 from profile_service.views import admin_user, iso, session_info
@@ -16,7 +17,7 @@ routes = web.RouteTableDef()
 @routes.post("/api/admin/clients")
 async def create_client(request: web.Request) -> web.Response:
     guard.admin(request)
-    body = await read_json(request)
+    body = await read_body(request)
     client = await admin.create_client(request.app[CONTEXT], body)
     return json_response(client.to_json(), status=201)
 
@@ -30,7 +31,7 @@ async def list_clients(request: web.Request) -> web.Response:
 @routes.post("/api/admin/users")
 async def create_user(request: web.Request) -> web.Response:
     session = guard.admin(request)
-    body = await read_json(request)
+    body = await read_body(request)
     user = await admin.create_user(request.app[CONTEXT], session, body, ip=guard.meta(request)[1])
     return json_response(admin_user(user), status=201)
 
@@ -46,7 +47,7 @@ async def list_users(request: web.Request) -> web.Response:
 @routes.patch("/api/admin/users/{id}")
 async def update_user(request: web.Request) -> web.Response:
     session = guard.admin(request)
-    body = await read_json(request)
+    body = await read_body(request)
     user = await admin.update_user(request.app[CONTEXT], session, request.match_info["id"], body,
                                    ip=guard.meta(request)[1])
     return json_response(admin_user(user))
@@ -63,7 +64,7 @@ async def _session_now(request: web.Request, session: Session) -> web.Response:
 @routes.post("/api/admin/users/{id}/impersonate")
 async def impersonate(request: web.Request) -> web.Response:
     session = guard.admin(request)
-    body = await read_json(request)
+    body = await read_body(request)
     await admin.impersonate(request.app[CONTEXT], session, request.match_info["id"], body.get("reason"),
                             ip=guard.meta(request)[1])
     return await _session_now(request, session)
@@ -72,7 +73,7 @@ async def impersonate(request: web.Request) -> web.Response:
 @routes.post("/api/admin/impersonation/stop")
 async def stop_impersonation(request: web.Request) -> web.Response:
     session = guard.admin(request)
-    await read_json(request)
+    await read_body(request)
     await admin.stop_impersonation(request.app[CONTEXT], session, ip=guard.meta(request)[1])
     return await _session_now(request, session)
 
@@ -80,7 +81,7 @@ async def stop_impersonation(request: web.Request) -> web.Response:
 @routes.post("/api/admin/users/{id}/mfa/reset")
 async def reset_two_factor(request: web.Request) -> web.Response:
     session = guard.admin(request)
-    await read_json(request)
+    await read_body(request)
     await admin.reset_two_factor(request.app[CONTEXT], session, request.match_info["id"], ip=guard.meta(request)[1])
     return no_content()
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from portal_shared.web import json_response, no_content, read_json
+from portal_shared.web import json_response, no_content
 
 from profile_service import guard, reauth, recovery, sessions, signin
+from profile_service.bodies import read_body
 from profile_service.errors import NotSignedIn, ValidationFailed
 from profile_service.keys import CONTEXT, SESSION
 from profile_service.validation import FieldError, clean_email
@@ -35,7 +36,7 @@ def _signed_in_response(request: web.Request, result: signin.SignInResult) -> we
 
 @routes.post("/api/auth/login")
 async def login(request: web.Request) -> web.Response:
-    email, password = _strings(await read_json(request), "email", "password")
+    email, password = _strings(await read_body(request), "email", "password")
     user_agent, ip = guard.meta(request)
     result = await signin.login(request.app[CONTEXT], email=email.strip(), password=password,
                                 previous=request[SESSION], user_agent=user_agent, ip=ip)
@@ -44,7 +45,7 @@ async def login(request: web.Request) -> web.Response:
 
 @routes.post("/api/auth/login/totp")
 async def login_totp(request: web.Request) -> web.Response:
-    (code,) = _strings(await read_json(request), "code")
+    (code,) = _strings(await read_body(request), "code")
     ctx, session = request.app[CONTEXT], signin.pending(request[SESSION])
     result = await signin.second_factor(
         ctx, session, method="totp", ip=guard.meta(request)[1],
@@ -58,7 +59,7 @@ async def _ok_only(check: Any) -> tuple[bool, int | None]:
 
 @routes.post("/api/auth/login/recovery-code")
 async def login_recovery_code(request: web.Request) -> web.Response:
-    (code,) = _strings(await read_json(request), "code")
+    (code,) = _strings(await read_body(request), "code")
     ctx, session = request.app[CONTEXT], signin.pending(request[SESSION])
     result = await signin.second_factor(
         ctx, session, method="recovery code", ip=guard.meta(request)[1],
@@ -68,13 +69,13 @@ async def login_recovery_code(request: web.Request) -> web.Response:
 
 @routes.post("/api/auth/login/webauthn/options")
 async def login_webauthn_options(request: web.Request) -> web.Response:
-    await read_json(request)
+    await read_body(request)
     return json_response(await signin.webauthn_options(request.app[CONTEXT], request[SESSION]))
 
 
 @routes.post("/api/auth/login/webauthn")
 async def login_webauthn(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = await read_body(request)
     if not isinstance(body.get("credential"), dict):
         raise ValidationFailed({"credential": ["This field is required."]})
     ctx = request.app[CONTEXT]
@@ -86,7 +87,7 @@ async def login_webauthn(request: web.Request) -> web.Response:
 
 @routes.post("/api/auth/login/passkey/options")
 async def login_passkey_options(request: web.Request) -> web.Response:
-    await read_json(request)
+    await read_body(request)
     ctx = request.app[CONTEXT]
     challenge = await ctx.mfa.webauthn_options(None)
     response = json_response(challenge.options)
@@ -97,7 +98,7 @@ async def login_passkey_options(request: web.Request) -> web.Response:
 
 @routes.post("/api/auth/login/passkey")
 async def login_passkey(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = await read_body(request)
     if not isinstance(body.get("credential"), dict):
         raise ValidationFailed({"credential": ["This field is required."]})
     user_agent, ip = guard.meta(request)
@@ -155,14 +156,14 @@ async def revoke_other_sessions(request: web.Request) -> web.Response:
 @routes.post("/api/auth/reauth/webauthn/options")
 async def reauth_webauthn_options(request: web.Request) -> web.Response:
     session = guard.not_impersonating(guard.signed_in(request))
-    await read_json(request)
+    await read_body(request)
     return json_response(await reauth.webauthn_options(request.app[CONTEXT], session))
 
 
 @routes.post("/api/auth/reauth")
 async def reauthenticate(request: web.Request) -> web.Response:
     session = guard.not_impersonating(guard.signed_in(request))
-    body = await read_json(request)
+    body = await read_body(request)
     ctx = request.app[CONTEXT]
     raw = await reauth.reauthenticate(ctx, session, body, ip=guard.meta(request)[1])
     response = no_content()
@@ -172,7 +173,7 @@ async def reauthenticate(request: web.Request) -> web.Response:
 
 @routes.post("/api/auth/password-reset")
 async def password_reset(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = await read_body(request)
     try:
         email = clean_email(body.get("email"))
     except FieldError as exc:
@@ -185,21 +186,21 @@ async def password_reset(request: web.Request) -> web.Response:
 
 @routes.post("/api/auth/password-reset/confirm")
 async def password_reset_confirm(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = await read_body(request)
     await recovery.confirm_reset(request.app[CONTEXT], body, ip=guard.meta(request)[1])
     return _signed_out(request)
 
 
 @routes.post("/api/auth/invitation/accept")
 async def invitation_accept(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = await read_body(request)
     await recovery.accept_invitation(request.app[CONTEXT], body, ip=guard.meta(request)[1])
     return _signed_out(request)
 
 
 @routes.post("/api/auth/not-me")
 async def not_me(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = await read_body(request)
     await recovery.not_me(request.app[CONTEXT], body.get("token"), ip=guard.meta(request)[1])
     return _signed_out(request)
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from aiohttp import web
-from portal_shared.web import json_response, no_content, read_json
+from portal_shared.web import json_response, no_content
 
 from profile_service import accounts, guard
+from profile_service.bodies import read_body
 from profile_service.keys import CONTEXT
 from profile_service.views import profile
 
@@ -21,7 +22,7 @@ async def get_profile(request: web.Request) -> web.Response:
 @routes.patch("/api/profile")
 async def patch_profile(request: web.Request) -> web.Response:
     session = guard.signed_in(request)
-    body = await read_json(request)
+    body = await read_body(request)
     user = await accounts.update_profile(request.app[CONTEXT], session, body, ip=guard.meta(request)[1])
     return json_response(profile(user, session.impersonator))
 
@@ -29,6 +30,6 @@ async def patch_profile(request: web.Request) -> web.Response:
 @routes.post("/api/profile/password")
 async def change_password(request: web.Request) -> web.Response:
     session = guard.not_impersonating(guard.signed_in(request))
-    body = await read_json(request)
+    body = await read_body(request)
     await accounts.change_password(request.app[CONTEXT], session, body, ip=guard.meta(request)[1])
     return no_content()

@@ -44,6 +44,11 @@ def normalize(password: str) -> str:
     return unicodedata.normalize("NFKC", password)
 
 
+def _encode(password: str) -> bytes:
+    """The normalised password's UTF-8 bytes; a lone surrogate (valid JSON, not UTF-8) is kept, not an error."""
+    return normalize(password).encode("utf-8", "surrogatepass")
+
+
 @functools.cache
 def common_passwords() -> frozenset[str]:
     with gzip.open(COMMON_PASSWORDS_FILE, "rt", encoding="utf-8") as lines:
@@ -94,15 +99,15 @@ class PasswordHasher:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def hash(self, password: str) -> str:
-        return str(await self._run(functools.partial(self._hasher.hash, normalize(password))))
+        return str(await self._run(functools.partial(self._hasher.hash, _encode(password))))
 
     async def verify(self, stored_hash: str | None, password: str) -> bool:
         """Check `password` against `stored_hash`; with no hash, spend the same time and say no."""
         target = stored_hash or self._dummy_hash
-        ok = bool(await self._run(functools.partial(self._verify, target, normalize(password))))
+        ok = bool(await self._run(functools.partial(self._verify, target, _encode(password))))
         return ok and stored_hash is not None
 
-    def _verify(self, stored_hash: str, password: str) -> bool:
+    def _verify(self, stored_hash: str, password: bytes) -> bool:
         try:
             return bool(self._hasher.verify(stored_hash, password))
         except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -48,7 +48,9 @@ def csrf_token(key: str, raw: str) -> str:
 
 
 def csrf_matches(key: str, raw: str, header: str | None) -> bool:
-    return bool(header) and hmac.compare_digest(csrf_token(key, raw), header or "")
+    # Bytes: compare_digest refuses non-ASCII str, and a header may hold any bytes (surrogate-escaped).
+    return bool(header) and hmac.compare_digest(csrf_token(key, raw).encode(),
+                                                (header or "").encode("utf-8", "surrogateescape"))
 
 
 def set_cookies(response: web.StreamResponse, raw: str, settings: Settings) -> None:
@@ -81,7 +83,7 @@ def recently_authenticated(session: Session, now: datetime | None = None) -> boo
 
 async def load(pool: asyncpg.Pool, raw: str | None) -> Session | None:
     """The live session named by a cookie value, or None. Expired rows are deleted on sight."""
-    if not raw or len(raw) > 128:
+    if not raw or len(raw) > 128 or not raw.isascii():  # ours are base64url; a header may hold any bytes
         return None
     id_hash = hash_id(raw)
     session = await sessions_repo.load(pool, id_hash)

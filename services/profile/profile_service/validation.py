@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from typing import Any
 
@@ -11,6 +12,14 @@ from email_validator import EmailNotValidError, validate_email
 NAME_MAX = 100
 TEXT_MAX = 200
 EMAIL_MAX = 254  # RFC 5321 path limit
+
+
+CONTROL_MESSAGE = "Remove the control characters."
+
+
+def printable(text: str) -> bool:
+    """No control characters (C0/C1, NUL) and no lone surrogates; format characters (ZWJ, ZWNJ) are fine."""
+    return text.isprintable() or all(unicodedata.category(c) not in ("Cc", "Cs") for c in text)
 
 
 class FieldError(ValueError):
@@ -23,6 +32,8 @@ def clean_name(value: Any) -> str:
     name = " ".join(value.split())
     if len(name) > NAME_MAX:
         raise FieldError(f"Use at most {NAME_MAX} characters.")
+    if not printable(name):
+        raise FieldError(CONTROL_MESSAGE)
     return name
 
 
@@ -61,6 +72,8 @@ def clean_optional_text(value: Any) -> str | None:
     text = " ".join(value.split())
     if len(text) > TEXT_MAX:
         raise FieldError(f"Use at most {TEXT_MAX} characters.")
+    if not printable(text):
+        raise FieldError(CONTROL_MESSAGE)
     return text
 
 
