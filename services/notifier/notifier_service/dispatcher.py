@@ -93,10 +93,12 @@ class Dispatcher:
         try:
             while not self._stopping.is_set():
                 try:
-                    jobs = await repository.claim_jobs(self._pool, limit=self._config.batch_size,
-                                                       lease_seconds=self._config.lease_seconds)
-                    if jobs:
-                        await self._send_batch(mailer, jobs)
+                    # One connection per batch: claim, then each job's outcome, without a pool round per job.
+                    async with self._pool.acquire() as conn:
+                        jobs = await repository.claim_jobs(conn, limit=self._config.batch_size,
+                                                           lease_seconds=self._config.lease_seconds)
+                        if jobs:
+                            await self._send_batch(conn, mailer, jobs)
                     failures = 0
                 except asyncio.CancelledError:
                     raise
@@ -115,28 +117,28 @@ class Dispatcher:
             await asyncio.wait_for(self._wake.wait(), self._config.poll_seconds)
         self._wake.clear()  # this worker claims next, so no wake-up is lost
 
-    async def _send_batch(self, mailer: Mailer, jobs: list[Job]) -> None:
+    async def _send_batch(self, conn: asyncpg.Connection, mailer: Mailer, jobs: list[Job]) -> None:
         for index, job in enumerate(jobs):
             if self._stopping.is_set():
-                await repository.release(self._pool, [j.id for j in jobs[index:]], delay_seconds=0)
+                await repository.release(conn, [j.id for j in jobs[index:]], delay_seconds=0)
                 return
             structlog.contextvars.bind_contextvars(event_id=job.id, event_type=job.type,
                                                    correlation_id=job.correlation_id or job.id)
             try:
-                server_down = await self._deliver(mailer, job)
+                server_down = await self._deliver(conn, mailer, job)
             except ServerUnreachableError as exc:
                 # Give this job and the rest of the batch back unattempted; probe again shortly.
                 delay = backoff_seconds(mailer.unreachable_streak, base=self._config.retry_base_seconds,
                                         cap=min(self._config.retry_max_seconds, UNREACHABLE_PROBE_MAX_SECONDS))
                 log.warning("smtp_unreachable", error=str(exc)[:200], jobs=len(jobs) - index, retry_in=round(delay, 2))
-                await repository.release(self._pool, [j.id for j in jobs[index:]], delay_seconds=delay,
+                await repository.release(conn, [j.id for j in jobs[index:]], delay_seconds=delay,
                                          reason=f"SMTP server unreachable: {exc}")
                 return
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 raise  # the database is unreachable: the worker backs off; leases bring the jobs back
             except Exception as exc:  # a bug must not stall the queue: this job waits, the others go on
                 log.exception("email_job_crashed")
-                await self._retry_later(job, f"{type(exc).__name__}: {exc}", reason="error")
+                await self._retry_later(conn, job, f"{type(exc).__name__}: {exc}", reason="error")
                 server_down = False
             finally:
                 structlog.contextvars.unbind_contextvars("event_id", "event_type", "correlation_id")
@@ -144,19 +146,20 @@ class Dispatcher:
                 # No point trying the rest of the batch against a server we cannot reach.
                 delay = backoff_seconds(job.attempts, base=self._config.retry_base_seconds,
                                         cap=self._config.retry_max_seconds)
-                await repository.release(self._pool, [j.id for j in jobs[index + 1:]], delay_seconds=delay)
+                await repository.release(conn, [j.id for j in jobs[index + 1:]], delay_seconds=delay)
                 return
 
-    async def _deliver(self, mailer: Mailer, job: Job) -> bool:
+    async def _deliver(self, conn: asyncpg.Connection, mailer: Mailer, job: Job) -> bool:
         """Send one job and record the outcome; True when the SMTP server could not be reached."""
         if job.expires_at is not None and job.expires_at <= datetime.now(UTC):
-            await repository.mark_expired(self._pool, job.id)
+            await repository.mark_expired(conn, job.id)
             EMAILS_EXPIRED.labels(job.type).inc()
             log.info("email_expired", expires_at=job.expires_at.isoformat())
             return False
         if job.recipient is None:
             # The user_created event has not arrived yet (events of different producers race): wait for it.
-            await self._retry_later(job, "recipient unknown: user not in the projection yet", reason="no_recipient")
+            await self._retry_later(conn, job, "recipient unknown: user not in the projection yet",
+                                    reason="no_recipient")
             return False
         try:
             rendered = emails.render(job, base_url=self._settings.common.portal_base_url,
@@ -164,26 +167,27 @@ class Dispatcher:
             message = emails.build_message(job, rendered, recipient=job.recipient,
                                            mail_from=self._settings.mail_from)
         except (emails.TemplateMissing, jinja2.TemplateError, ValueError, TypeError) as exc:
-            await self._fail(job, f"cannot build the email: {exc}")
+            await self._fail(conn, job, f"cannot build the email: {exc}")
             return False
         try:
             await mailer.send(message, sender=self._envelope_sender, recipient=job.recipient)
         except PermanentSendError as exc:
-            await self._fail(job, f"rejected by the SMTP server: {exc}")
+            await self._fail(conn, job, f"rejected by the SMTP server: {exc}")
             return False
         except ServerUnreachableError:
             raise
         except TransientSendError as exc:
-            await self._retry_later(job, str(exc), reason="smtp")
+            await self._retry_later(conn, job, str(exc), reason="smtp")
             return not mailer.connected
-        await self._record_sent(job)
+        await self._record_sent(conn, job)
         return False
 
-    async def _record_sent(self, job: Job) -> None:
-        # The email is out: a lost update here would send it again once the lease ends, so insist a little.
+    async def _record_sent(self, conn: asyncpg.Connection, job: Job) -> None:
+        # The email is out: a lost update here would send it again once the lease ends, so insist a little
+        # (on a fresh connection from the pool after the first try, in case the batch's connection broke).
         for attempt in range(5):
             try:
-                await repository.mark_sent(self._pool, job.id, job.recipient or "")
+                await repository.mark_sent(conn if attempt == 0 else self._pool, job.id, job.recipient or "")
                 break
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 if attempt == 4:
@@ -192,17 +196,17 @@ class Dispatcher:
         EMAILS_SENT.labels(job.type).inc()
         log.info("email_sent", attempts=job.attempts)
 
-    async def _retry_later(self, job: Job, error: str, *, reason: str) -> None:
+    async def _retry_later(self, conn: asyncpg.Connection, job: Job, error: str, *, reason: str) -> None:
         if job.attempts >= self._config.max_attempts:
-            await self._fail(job, f"gave up after {job.attempts} attempts: {error}")
+            await self._fail(conn, job, f"gave up after {job.attempts} attempts: {error}")
             return
         delay = backoff_seconds(job.attempts, base=self._config.retry_base_seconds, cap=self._config.retry_max_seconds)
-        await repository.reschedule(self._pool, job.id, delay_seconds=delay, reason=error)
+        await repository.reschedule(conn, job.id, delay_seconds=delay, reason=error)
         EMAILS_RETRIED.labels(reason).inc()
         log.info("email_retry_scheduled", attempts=job.attempts, delay=round(delay, 2), error=error[:200])
 
-    async def _fail(self, job: Job, reason: str) -> None:
-        await repository.mark_failed(self._pool, job.id, reason)
+    async def _fail(self, conn: asyncpg.Connection, job: Job, reason: str) -> None:
+        await repository.mark_failed(conn, job.id, reason)
         EMAILS_FAILED.labels(job.type).inc()
         log.error("email_failed", attempts=job.attempts, reason=reason[:300])
 

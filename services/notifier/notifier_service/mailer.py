@@ -41,7 +41,11 @@ class Mailer:
         self._smtp: aiosmtplib.SMTP | None = None
         self.unreachable_streak = 0  # connection attempts that failed in a row
 
-    async def send(self, message: EmailMessage, *, sender: str, recipient: str) -> None:
+    async def send(self, message: bytes | EmailMessage, *, sender: str, recipient: str) -> None:
+        """Send `message` (its CRLF-ended bytes, or an EmailMessage to flatten) to one recipient."""
+        if isinstance(message, EmailMessage):
+            # Flattened once here with CRLF line ends (RFC 5322 §2.1); send_message would copy and flatten again.
+            message = message.as_bytes(policy=email.policy.SMTP)
         reused = self._alive()
         try:
             await self._send_once(message, sender=sender, recipient=recipient)
@@ -51,7 +55,7 @@ class Mailer:
             # A reused session the server dropped while idle: reconnect once now rather than back off.
             await self._send_once(message, sender=sender, recipient=recipient)
 
-    async def _send_once(self, message: EmailMessage, *, sender: str, recipient: str) -> None:
+    async def _send_once(self, message: bytes, *, sender: str, recipient: str) -> None:
         try:
             smtp = await self._connected()
         except aiosmtplib.SMTPAuthenticationError as exc:
@@ -63,8 +67,7 @@ class Mailer:
             raise ServerUnreachableError(f"{type(exc).__name__}: {exc}") from exc
         self.unreachable_streak = 0
         try:
-            # Flattened once here with CRLF line ends (RFC 5322 §2.1); send_message would copy and flatten again.
-            await smtp.sendmail(sender, [recipient], message.as_bytes(policy=email.policy.SMTP))
+            await smtp.sendmail(sender, [recipient], message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0] if exc.recipients else None
             code = refused.code if refused else 550

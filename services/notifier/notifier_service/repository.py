@@ -9,6 +9,8 @@ from typing import Any
 import asyncpg
 
 NOTIFY_CHANNEL = "notifier_email_jobs"
+# The queue's functions run on the pool or on a connection the caller holds (a dispatcher worker's batch).
+Executor = asyncpg.Pool | asyncpg.Connection
 
 _UPSERT_USER = """
 INSERT INTO users (user_id, email, name, event_at) VALUES ($1, $2, $3, $4)
@@ -102,24 +104,24 @@ async def insert_job(conn: asyncpg.Connection, *, job_id: str, type: str, user_i
                        correlation_id)
 
 
-async def claim_jobs(pool: asyncpg.Pool, *, limit: int, lease_seconds: float) -> list[Job]:
+async def claim_jobs(pool: Executor, *, limit: int, lease_seconds: float) -> list[Job]:
     rows = await pool.fetch(_CLAIM, limit, float(lease_seconds))
     return [Job(**dict(row)) for row in rows]
 
 
-async def mark_sent(pool: asyncpg.Pool, job_id: str, recipient: str) -> None:
+async def mark_sent(pool: Executor, job_id: str, recipient: str) -> None:
     await pool.execute(_MARK_SENT, job_id, recipient)
 
 
-async def mark_failed(pool: asyncpg.Pool, job_id: str, reason: str) -> None:
+async def mark_failed(pool: Executor, job_id: str, reason: str) -> None:
     await pool.execute(_MARK_FINISHED, job_id, "failed", reason[:1000])
 
 
-async def mark_expired(pool: asyncpg.Pool, job_id: str) -> None:
+async def mark_expired(pool: Executor, job_id: str) -> None:
     await pool.execute(_MARK_FINISHED, job_id, "expired", "link expired before the email could be sent")
 
 
-async def reschedule(pool: asyncpg.Pool, job_id: str, *, delay_seconds: float, reason: str) -> None:
+async def reschedule(pool: Executor, job_id: str, *, delay_seconds: float, reason: str) -> None:
     await pool.execute(_RESCHEDULE, job_id, float(delay_seconds), reason[:1000])
 
 
@@ -149,7 +151,7 @@ WHERE id = ANY($1::text[]) AND status = 'queued'
 """
 
 
-async def release(pool: asyncpg.Pool, job_ids: list[str], *, delay_seconds: float, reason: str | None = None) -> None:
+async def release(pool: Executor, job_ids: list[str], *, delay_seconds: float, reason: str | None = None) -> None:
     """Give back claimed jobs that were not attempted (their claim does not count as an attempt)."""
     if job_ids:
         await pool.execute(_RELEASE, job_ids, float(delay_seconds), reason[:1000] if reason else None)

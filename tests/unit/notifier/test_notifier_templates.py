@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -113,12 +115,42 @@ def test_an_unknown_type_has_no_template() -> None:
 
 def test_the_message_carries_the_contract_headers_and_both_parts() -> None:
     rendered = emails.render(job(), base_url=BASE, key=KEY)
-    message = emails.build_message(job(), rendered, recipient="ada@client.example", mail_from="Portal <p@x.example>")
+    raw = emails.build_message(job(), rendered, recipient="ada@client.example", mail_from="Portal <p@x.example>")
+    assert b"\n" not in raw.replace(b"\r\n", b"") and max(map(len, raw.split(b"\r\n"))) <= 78  # RFC 5322 §2.1
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert not message.defects and all(not p.defects for p in message.iter_parts())
+    assert message["MIME-Version"] == "1.0" and message["Auto-Submitted"] == "auto-generated"
+    assert message["Date"].datetime.tzinfo is not None
     assert message["Message-ID"] == f"<{job().id}@portal>"
     assert message["X-Portal-Event"] == "mfa.totp_enabled"
     assert message["To"] == "ada@client.example" and message["From"] == "Portal <p@x.example>"
     assert message.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    text, html = message.get_body(("plain",)), message.get_body(("html",))
+    assert text is not None and html is not None
+    assert text.get_content().replace("\r\n", "\n") == rendered.text
+    assert html.get_content().replace("\r\n", "\n") == rendered.html
+
+
+def test_non_ascii_names_and_headers_are_encoded_and_decode_back() -> None:
+    named = replace(job("mfa.security_key_added", key_id="k", name="Ключ «1» <b>"), user_name="Zoë = Ünïcode")
+    rendered = emails.render(named, base_url=BASE, key=KEY)
+    raw = emails.build_message(named, rendered, recipient="zoe@client.example",
+                               mail_from="Clïent Portal <no-reply@x.example>")
+    assert raw.isascii()  # 8-bit content is quoted-printable, non-ASCII headers are RFC 2047 encoded words
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert message["From"] == "Clïent Portal <no-reply@x.example>"
+    for part in message.iter_parts():
+        assert part["Content-Transfer-Encoding"] == "quoted-printable"
+    assert "Hello Zoë = Ünïcode," in message.get_body(("plain",)).get_content()
+    assert "Ключ «1» &lt;b&gt;" in message.get_body(("html",)).get_content()
+
+
+def test_a_message_id_or_type_that_could_inject_a_header_is_refused() -> None:
+    rendered = emails.render(job(), base_url=BASE, key=KEY)
+    with pytest.raises(ValueError):
+        emails.build_message(replace(job(), id="x>\r\nBcc: all@x.example"), rendered, recipient="a@x.example",
+                             mail_from="p@x.example")
 
 
 def test_a_header_injection_in_the_recipient_is_refused() -> None:
