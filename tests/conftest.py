@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -18,8 +20,6 @@ DB_PASSWORDS = {"profile": "profile-test-pw", "mfa": "mfa-test-pw", "notifier": 
 
 
 def pytest_report_header() -> str:
-    import os
-
     choice = os.environ.get("TEST_BACKEND", "auto")
     used = "testcontainers" if choice == "containers" or (choice == "auto" and docker_available()) else "local"
     return f"servers for integration tests: {used} (TEST_BACKEND={choice})"
@@ -39,8 +39,6 @@ async def new_stack_env(backend: Backend, smtp_port: int = 1025, **extra: str) -
     urls = await bootstrap(backend.admin_dsn, database=database, passwords=DB_PASSWORDS)
     vhost = backend.new_vhost()
     key = secrets.token_urlsafe(32)
-    import base64
-
     env = {
         "AMQP_URL": backend.amqp_url(vhost),
         "ADMIN_DATABASE_URL": backend.admin_dsn.rsplit("/", 1)[0] + f"/{database}",

@@ -4,7 +4,6 @@ servers started from the OS binaries on random loopback ports. Set TEST_BACKEND=
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -131,6 +130,3 @@ def open_backend() -> Backend:
         return ContainerBackend()
     return LocalBackend()
 
-
-def psql_available() -> bool:
-    return subprocess.run(["which", "psql"], capture_output=True, check=False).returncode == 0

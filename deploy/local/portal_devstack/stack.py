@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import secrets
+import subprocess
 import sys
 import urllib.request
 from collections.abc import Coroutine
@@ -191,8 +192,6 @@ class LocalStack:
         self._start_gateway(logs)
 
     def _seed(self, profile_url: str) -> None:
-        import subprocess
-
         env = {**os.environ, **self.env, "DATABASE_URL": profile_url}
         if self.demo_password:
             env["DEMO_PASSWORD"] = self.demo_password
