@@ -6,7 +6,8 @@ services as processes, nginx — all on loopback):
 - R3: password sign-ins/s (POST /api/auth/login through nginx, no 2FA, 200 distinct users created in the
   database) ÷ raw argon2id hashes/s with profile's parameters in a thread pool of profile's cap (its own
   process, bench/http_hash.py).
-- GET /api/profile p99 during a sign-in flood ÷ idle GET p99.
+- GET /api/profile p99 during a sign-in flood ÷ idle GET p99, with a control: the same GET p99 while only
+  SCHED_IDLE busy loops run (bench/idle_spinner.py), the floor any background CPU work sets on this machine.
 - Idle RSS of the three service processes together (VmRSS from /proc).
 
     PYTHONPATH=. uv run python -m bench.bench_http
@@ -204,10 +205,18 @@ async def bench_r3(gateway: str, emails: list[str], threads: int) -> tuple[Figur
                   f"ratio {spread(ratios)}; failed sign-ins {errors}"), load
 
 
+async def spinning(seconds: float) -> asyncio.subprocess.Process:
+    """The control: a SCHED_IDLE busy loop on every core, no application code (bench/idle_spinner.py)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.idle_spinner", "--threads", str(os.cpu_count() or 2), "--seconds",
+        str(seconds), env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
+
+
 async def bench_flood(http: aiohttp.ClientSession, gateway: str, raw: str, load: SignInLoad) -> Figure:
     get = getter(http, f"{gateway}/api/profile", raw)
     idle: list[float] = []
     flood: list[float] = []
+    control: list[float] = []
     flood_rates: list[float] = []
     await closed_loop(get, concurrency=FLOOD_GET_CONCURRENCY, seconds=1)
     for _ in range(FLOOD_ROUNDS):
@@ -217,15 +226,22 @@ async def bench_flood(http: aiohttp.ClientSession, gateway: str, raw: str, load:
         await asyncio.sleep(1)  # the hashing slots are full and the queue is building
         flood.append((await closed_loop(get, concurrency=FLOOD_GET_CONCURRENCY, seconds=FLOOD_SECONDS)).p99)
         flood_rates.append((await flooding).rate)
+        spinner = await spinning(FLOOD_SECONDS + 1.5)
+        await asyncio.sleep(0.5)
+        control.append((await closed_loop(get, concurrency=FLOOD_GET_CONCURRENCY, seconds=FLOOD_SECONDS)).p99)
+        await spinner.wait()
     ratios = [f / i for f, i in zip(flood, idle, strict=True)]
     ratio = median(ratios)
+    control_ratio = median([c / i for c, i in zip(control, idle, strict=True)])
     print(f"GET p99 idle {ms(median(idle))} (runs {[round(x, 1) for x in idle]}), during sign-in flood "
           f"{ms(median(flood))} (runs {[round(x, 1) for x in flood]}, {median(flood_rates):.0f} sign-ins/s); "
-          f"ratio {ratio:.2f}", flush=True)
+          f"ratio {ratio:.2f}; control (SCHED_IDLE busy loops, no sign-ins) {ms(median(control))}, "
+          f"ratio {control_ratio:.2f}", flush=True)
     return Figure("GET /api/profile p99 during sign-in flood ÷ idle p99", ratio, "<= 2", "×",
                   f"idle p99 {ms(median(idle))}, flood p99 {ms(median(flood))} at {FLOOD_GET_CONCURRENCY} GET "
                   f"clients, flood {SIGNIN_CONCURRENCY} sign-in clients ({median(flood_rates):.0f}/s); "
-                  f"ratio {spread(ratios)}")
+                  f"ratio {spread(ratios)}; control: with only a SCHED_IDLE busy loop per core (no sign-ins, no "
+                  f"argon2) p99 {ms(median(control))} = {control_ratio:.2f}× idle")
 
 
 async def run() -> list[Figure]:

@@ -24,7 +24,7 @@ def configure_logging(*, service: str, level: str = "info", fmt: str = "json") -
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,  # services configure once, before their first log line
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(

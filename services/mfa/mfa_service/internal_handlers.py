@@ -29,7 +29,7 @@ def _code(body: dict[str, Any]) -> str:
 
 
 async def factors(request: web.Request) -> web.Response:
-    view = await request.app[FACTORS].overview(_user_id(request.match_info["user_id"]))
+    view = await request.app[FACTORS].summary(_user_id(request.match_info["user_id"]))
     return json_response({"two_factor_enabled": view.two_factor_enabled, "second_factors": view.second_factors,
                           "recovery_codes_remaining": view.recovery_codes_remaining})
 

@@ -27,16 +27,17 @@ MAX_LENGTH = 128
 # Django's list of 20,000 common passwords (BSD licence), lower-cased, shipped gzipped with the package.
 COMMON_PASSWORDS_FILE = Path(__file__).resolve().parent / "data" / "common-passwords.txt.gz"
 OWASP_PARAMETERS = {"time_cost": 2, "memory_cost": 19 * 1024, "parallelism": 1, "hash_len": 32, "salt_len": 16}
-# Hashing threads run this much nicer than the event loop (Linux: per thread), so a sign-in flood uses the
-# CPU the loop, the database and the gateway leave over instead of delaying every other request.
-HASH_THREAD_NICENESS = 19
 
 
 def _lower_thread_priority() -> None:
-    """Executor initializer: lower this (hashing) thread's CPU priority; best effort where unsupported."""
-    with contextlib.suppress(AttributeError, OSError):
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + HASH_THREAD_NICENESS))
+    """Executor initializer: run this (hashing) thread under SCHED_IDLE (Linux, per thread), so it gets only
+    CPU that nothing else wants: a sign-in flood then uses what the event loop, the database and the gateway
+    leave over instead of delaying every other request. Where SCHED_IDLE is missing, nice 19 instead."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: the calling thread
+    except (AttributeError, OSError):
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def normalize(password: str) -> str:

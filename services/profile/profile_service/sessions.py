@@ -101,11 +101,14 @@ async def load(pool: asyncpg.Pool, raw: str | None) -> Session | None:
 
 
 async def start(conn: asyncpg.Connection | asyncpg.Pool, *, user_id: str, state: str, user_agent: str,
-                ip: str) -> str:
-    """A new session with a new id (never one the client chose: no session fixation)."""
+                ip: str, audit: tuple[str, str] | None = None) -> str:
+    """A new session with a new id (never one the client chose: no session fixation).
+
+    `audit` (type, detail) is recorded with it, in the same statement."""
     raw = new_session_id()
     await sessions_repo.insert(conn, id_hash=hash_id(raw), user_id=user_id, state=state,
-                               lifetime_seconds=int(ABSOLUTE_TIMEOUT.total_seconds()), user_agent=user_agent, ip=ip)
+                               lifetime_seconds=int(ABSOLUTE_TIMEOUT.total_seconds()), user_agent=user_agent, ip=ip,
+                               audit=audit)
     return raw
 
 

@@ -27,6 +27,11 @@ _INSERT = """
 INSERT INTO sessions (id_hash, public_id, user_id, state, expires_at, user_agent, ip)
 VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), $6, $7)
 """
+# The session and its audit entry in one statement: a sign-in's writes in one round trip, atomically.
+_INSERT_AUDITED = f"""
+WITH new_session AS ({_INSERT})
+INSERT INTO audit_log (user_id, type, ip, detail) VALUES ($3, $8, $7, $9)
+"""  # noqa: S608 (a constant statement)
 _TOUCH = "UPDATE sessions SET last_seen_at = now() WHERE id_hash = $1"
 _DELETE = "DELETE FROM sessions WHERE id_hash = $1"
 _DELETE_PUBLIC = "DELETE FROM sessions WHERE user_id = $1 AND public_id = $2 RETURNING id_hash"
@@ -69,10 +74,14 @@ async def load(conn: Conn, id_hash: bytes) -> Session | None:
 
 
 async def insert(conn: Conn, *, id_hash: bytes, user_id: str, state: str, lifetime_seconds: int,
-                 user_agent: str, ip: str) -> str:
+                 user_agent: str, ip: str, audit: tuple[str, str] | None = None) -> str:
+    """A new session row; with `audit` (type, detail), its audit-log entry in the same statement."""
     public_id = uuid.uuid4()
-    await conn.execute(_INSERT, id_hash, public_id, uuid.UUID(user_id), state, lifetime_seconds,
-                       user_agent[:300], ip)
+    values = (id_hash, public_id, uuid.UUID(user_id), state, lifetime_seconds, user_agent[:300], ip)
+    if audit is None:
+        await conn.execute(_INSERT, *values)
+    else:
+        await conn.execute(_INSERT_AUDITED, *values, audit[0], audit[1][:1000])
     return str(public_id)
 
 

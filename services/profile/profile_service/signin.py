@@ -73,16 +73,17 @@ async def login(ctx: Context, *, email: str, password: str, previous: Session | 
     assert user is not None
     factors = await ctx.mfa.factors(user.id)
     state = SECOND_FACTOR_REQUIRED if factors.two_factor_enabled else SIGNED_IN
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        if previous is not None:
-            await sessions_repo.delete(conn, previous.id_hash)
-        raw = await sessions.start(conn, user_id=user.id, state=state, user_agent=user_agent, ip=ip)
-        if state == SIGNED_IN:
-            if user.failed_attempts or user.locked_until is not None:  # else there is nothing to clear
+    entry = ("signed_in", "password") if state == SIGNED_IN else ("password_accepted", "second factor required")
+    clear_throttle = state == SIGNED_IN and (user.failed_attempts > 0 or user.locked_until is not None)
+    if previous is None and not clear_throttle:  # the usual case: one statement, one round trip
+        raw = await sessions.start(ctx.pool, user_id=user.id, state=state, user_agent=user_agent, ip=ip, audit=entry)
+    else:
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            if previous is not None:
+                await sessions_repo.delete(conn, previous.id_hash)
+            if clear_throttle:
                 await throttle.record_success(conn, user.id)
-            await audit.record(conn, user.id, "signed_in", ip=ip, detail="password")
-        else:
-            await audit.record(conn, user.id, "password_accepted", ip=ip, detail="second factor required")
+            raw = await sessions.start(conn, user_id=user.id, state=state, user_agent=user_agent, ip=ip, audit=entry)
     if state == SIGNED_IN:
         return SignInResult(raw, SIGNED_IN)
     return SignInResult(raw, SECOND_FACTOR_REQUIRED, second_factors=factors.second_factors)

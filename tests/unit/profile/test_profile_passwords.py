@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import argon2
@@ -86,5 +87,18 @@ async def test_hashing_runs_off_the_event_loop_with_a_cap() -> None:
         task.cancel()
         assert ticks >= elapsed / 0.005 / 4, "the loop stalled while hashing"
         assert hasher._slots._value == 2  # every slot released
+    finally:
+        hasher.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux-only")
+async def test_hashing_threads_only_take_cpu_nothing_else_wants() -> None:
+    """A sign-in flood must not starve the event loop: hashing threads run under SCHED_IDLE, the loop does not."""
+    hasher = PasswordHasher(2)
+    try:
+        policies = await asyncio.get_running_loop().run_in_executor(
+            hasher._executor, lambda: os.sched_getscheduler(0))
+        assert policies == os.SCHED_IDLE
+        assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the loop's thread keeps its normal policy
     finally:
         hasher.close()
