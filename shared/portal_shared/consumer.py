@@ -2,6 +2,8 @@
 
 - The inbox row (consumer, message id) is inserted in the handler's transaction: a redelivered or
   duplicated message finds it and has no second effect.
+- A handler whose whole effect is one SQL statement (`OneStatement`) records the inbox row in that same
+  statement: one round trip per event instead of BEGIN, claim, effect, COMMIT.
 - Malformed or unknown messages are rejected without requeue: the queue dead-letters them at once.
 - A handler failure waits (backoff grows with RabbitMQ's x-delivery-count) and then requeues; on its
   `delivery_limit`-th delivery the message is dead-lettered instead (the queue's x-delivery-limit is the
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import aio_pika
 import aiormq
@@ -36,6 +39,35 @@ INSERT INTO inbox (consumer, message_id, type) VALUES ($1, $2, $3)
 ON CONFLICT DO NOTHING
 RETURNING 1
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """An event's whole effect as one data-modifying SQL statement that runs with the inbox claim.
+
+    It sees the claim as the CTE `claimed` and must do nothing unless the claim took place, e.g.
+    `INSERT INTO t (a) SELECT $4::text WHERE EXISTS (SELECT 1 FROM claimed)`. $1–$3 are the claim's
+    parameters; the statement's own `args` are $4 onwards (cast them: a SELECT list infers no types).
+    """
+
+    sql: str
+    args: tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OneStatement:
+    """A handler given as the statement it runs (`build` may raise PermanentError for a bad event)."""
+
+    build: Callable[[Envelope], Statement]
+
+
+def _with_claim(sql: str) -> str:
+    # `sql` is a handler's constant statement text, never data (that travels as parameters).
+    return f"WITH claimed AS ({_CLAIM_MESSAGE}), effect AS ({sql})\nSELECT EXISTS (SELECT 1 FROM claimed)"  # noqa: S608
+
+
+Handler = EventHandler | OneStatement
+
 
 class DatabaseUnavailableError(ConnectionError):
     """No database connection could be had for the handler."""
@@ -75,7 +107,7 @@ class EventConsumer:
     """
 
     def __init__(self, pool: asyncpg.Pool, connection: AbstractConnection, *, service: str,
-                 handlers: dict[str, EventHandler], prefetch: int = 32,
+                 handlers: dict[str, Handler], prefetch: int = 32,
                  delivery_limit: int = broker.DEFAULT_DELIVERY_LIMIT, retry_base_seconds: float = 0.5,
                  retry_max_seconds: float = 30.0, database_hold_seconds: float = 300.0) -> None:
         if delivery_limit < 1:
@@ -158,7 +190,7 @@ class EventConsumer:
                 CONSUMED.labels(envelope.type).inc()
             await _settle(message.ack())
 
-    async def _handle_with_database_retry(self, handler: EventHandler, envelope: Envelope) -> bool:
+    async def _handle_with_database_retry(self, handler: Handler, envelope: Envelope) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._database_hold
         delay = min(self._retry_base, 1.0)
@@ -173,8 +205,23 @@ class EventConsumer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    async def _handle_once(self, handler: EventHandler, envelope: Envelope) -> bool:
-        """Run the handler in a transaction with its inbox row; True when it had already run."""
+    async def _handle_once(self, handler: Handler, envelope: Envelope) -> bool:
+        """Run the handler atomically with its inbox row; True when it had already run."""
+        if isinstance(handler, OneStatement):
+            statement = handler.build(envelope)
+            async with self._database() as conn:
+                claimed = await conn.fetchval(_with_claim(statement.sql), self._service, envelope.id,
+                                              envelope.type, *statement.args)
+            return not claimed
+        async with self._database() as conn, conn.transaction():
+            claimed = await conn.fetchval(_CLAIM_MESSAGE, self._service, envelope.id, envelope.type)
+            if not claimed:
+                return True
+            await handler(conn, envelope)
+        return False
+
+    @contextlib.asynccontextmanager
+    async def _database(self) -> AsyncIterator[asyncpg.Connection]:
         try:
             conn = await self._pool.acquire()
         except asyncio.CancelledError:
@@ -182,12 +229,7 @@ class EventConsumer:
         except Exception as exc:  # refused, not accepting connections, bad credentials, pool closing
             raise DatabaseUnavailableError(f"{type(exc).__name__}: {exc}") from exc
         try:
-            async with conn.transaction():
-                claimed = await conn.fetchval(_CLAIM_MESSAGE, self._service, envelope.id, envelope.type)
-                if not claimed:
-                    return True
-                await handler(conn, envelope)
-            return False
+            yield conn
         finally:
             await self._pool.release(conn)
 

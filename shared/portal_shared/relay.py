@@ -19,6 +19,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from portal_shared import broker
+from portal_shared.doorbell import Doorbell
 from portal_shared.metrics import (
     OUTBOX_LAG_SECONDS,
     OUTBOX_PRUNED,
@@ -108,7 +109,7 @@ class OutboxRelay:
         self._refused_backoff = refused_backoff
         self._stats_seconds = stats_seconds
         self._prune_seconds = prune_seconds
-        self._wake = asyncio.Event()
+        self._doorbell = Doorbell()
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._channel_lock = asyncio.Lock()
@@ -134,12 +135,10 @@ class OutboxRelay:
                 claimed = await self.publish_batch()
                 failures = 0
                 if claimed >= self._batch_size:
-                    continue  # more is waiting
-                # Wait, then clear: a NOTIFY that came while we published is not lost, and one that
-                # comes between the wake-up and the clear is for a row the next claim sees anyway.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
-                self._wake.clear()
+                    self._doorbell.ring()  # more is waiting: let an idle worker take a batch too
+                    continue
+                # A NOTIFY that came while we published is kept by the doorbell, so it is not lost.
+                await self._doorbell.wait(self._poll_seconds)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -242,8 +241,8 @@ class OutboxRelay:
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=10)
                 try:
-                    await conn.add_listener(channel, lambda *_: self._wake.set())
-                    self._wake.set()  # rows may have committed while we were not listening
+                    await conn.add_listener(channel, lambda *_: self._doorbell.ring())
+                    self._doorbell.ring_all()  # rows may have committed while we were not listening
                     while not conn.is_closed():
                         await asyncio.sleep(5)
                         await conn.execute("SELECT 1", timeout=5)  # notices a dead connection

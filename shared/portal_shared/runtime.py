@@ -15,7 +15,7 @@ from aiohttp import web
 
 from portal_shared import broker, db
 from portal_shared.config import CommonSettings
-from portal_shared.consumer import EventConsumer, EventHandler
+from portal_shared.consumer import EventConsumer, Handler
 from portal_shared.health import add_health_routes
 from portal_shared.keys import AMQP_CONNECTION, DB_POOL
 from portal_shared.migrate import run_migrations
@@ -73,7 +73,7 @@ def outbox_relay(settings: CommonSettings, *, schema: str) -> CleanupCtx:
     return ctx
 
 
-def event_consumer(settings: CommonSettings, handlers: dict[str, EventHandler], **options: object) -> CleanupCtx:
+def event_consumer(settings: CommonSettings, handlers: dict[str, Handler], **options: object) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         consumer = EventConsumer(app[DB_POOL], app[AMQP_CONNECTION], service=settings.service_name,
                                  handlers=handlers, **options)  # type: ignore[arg-type]

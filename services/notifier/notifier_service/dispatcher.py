@@ -18,6 +18,7 @@ from email.utils import parseaddr
 import asyncpg
 import jinja2
 import structlog
+from portal_shared.doorbell import Doorbell
 
 from notifier_service import emails, repository
 from notifier_service.config import Settings
@@ -64,7 +65,7 @@ class Dispatcher:
                                  password=settings.smtp_password, starttls=settings.smtp_starttls,
                                  timeout=settings.dispatch.smtp_timeout_seconds)
         self._envelope_sender = parseaddr(settings.mail_from)[1] or settings.mail_from  # MAIL FROM: the bare address
-        self._wake = asyncio.Event()
+        self._doorbell = Doorbell()
         self._stopping = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._helpers: list[asyncio.Task[None]] = []
@@ -78,7 +79,7 @@ class Dispatcher:
     async def stop(self) -> None:
         """Let each worker finish the email it is sending (so it is recorded as sent), then stop."""
         self._stopping.set()
-        self._wake.set()
+        self._doorbell.ring_all()
         if self._workers:
             _, pending = await asyncio.wait(self._workers, timeout=STOP_GRACE_SECONDS)
             for task in pending:
@@ -108,14 +109,11 @@ class Dispatcher:
                     await asyncio.sleep(backoff_seconds(failures, base=0.2, cap=5.0))
                     continue
                 if len(jobs) < self._config.batch_size:
-                    await self._idle()
+                    await self._doorbell.wait(self._config.poll_seconds)
+                else:
+                    self._doorbell.ring()  # a full batch: more may be queued, so let an idle worker help
         finally:
             await mailer.close()
-
-    async def _idle(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._config.poll_seconds)
-        self._wake.clear()  # this worker claims next, so no wake-up is lost
 
     async def _send_batch(self, conn: asyncpg.Connection, mailer: Mailer, jobs: list[Job]) -> None:
         for index, job in enumerate(jobs):
@@ -216,8 +214,8 @@ class Dispatcher:
             try:
                 conn = await asyncpg.connect(self._settings.common.database_url)
                 try:
-                    await conn.add_listener(repository.NOTIFY_CHANNEL, lambda *_: self._wake.set())
-                    self._wake.set()  # jobs may have committed while we were not listening
+                    await conn.add_listener(repository.NOTIFY_CHANNEL, lambda *_: self._doorbell.ring())
+                    self._doorbell.ring_all()  # jobs may have committed while we were not listening
                     while not conn.is_closed():
                         await asyncio.sleep(5)
                         await conn.execute("SELECT 1")

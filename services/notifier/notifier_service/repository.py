@@ -7,20 +7,26 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from portal_shared.consumer import Statement
 
 NOTIFY_CHANNEL = "notifier_email_jobs"
 # The queue's functions run on the pool or on a connection the caller holds (a dispatcher worker's batch).
 Executor = asyncpg.Pool | asyncpg.Connection
 
+# Consumer statements (portal_shared.consumer.Statement): each runs in one statement with the event's inbox
+# claim ($1–$3, the CTE `claimed`) and does nothing for a duplicate. An older event never overwrites a newer
+# one's name or address.
 _UPSERT_USER = """
-INSERT INTO users (user_id, email, name, event_at) VALUES ($1, $2, $3, $4)
+INSERT INTO users (user_id, email, name, event_at)
+SELECT $4::text, $5::text, $6::text, $7::timestamptz WHERE EXISTS (SELECT 1 FROM claimed)
 ON CONFLICT (user_id) DO UPDATE
 SET email = EXCLUDED.email, name = EXCLUDED.name, event_at = EXCLUDED.event_at, updated_at = now()
 WHERE users.event_at <= EXCLUDED.event_at
 """
 _INSERT_JOB = """
 INSERT INTO email_jobs (id, type, user_id, recipient, data, occurred_at, expires_at, correlation_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+SELECT $4::text, $5::text, $6::text, $7::text, $8::jsonb, $9::timestamptz, $10::timestamptz, $11::text
+WHERE EXISTS (SELECT 1 FROM claimed)
 ON CONFLICT (id) DO NOTHING
 """
 # Claim: due jobs are pushed one lease ahead in the same statement that locks them, so other workers
@@ -92,16 +98,13 @@ class Job:
     correlation_id: str | None = None
 
 
-async def upsert_user(conn: asyncpg.Connection, *, user_id: str, email: str, name: str,
-                      event_at: datetime) -> None:
-    await conn.execute(_UPSERT_USER, user_id, email, name, event_at)
+def upsert_user(*, user_id: str, email: str, name: str, event_at: datetime) -> Statement:
+    return Statement(_UPSERT_USER, (user_id, email, name, event_at))
 
 
-async def insert_job(conn: asyncpg.Connection, *, job_id: str, type: str, user_id: str, recipient: str | None,
-                     data: dict[str, Any], occurred_at: datetime, expires_at: datetime | None,
-                     correlation_id: str | None = None) -> None:
-    await conn.execute(_INSERT_JOB, job_id, type, user_id, recipient, data, occurred_at, expires_at,
-                       correlation_id)
+def insert_job(*, job_id: str, type: str, user_id: str, recipient: str | None, data: dict[str, Any],
+               occurred_at: datetime, expires_at: datetime | None, correlation_id: str | None = None) -> Statement:
+    return Statement(_INSERT_JOB, (job_id, type, user_id, recipient, data, occurred_at, expires_at, correlation_id))
 
 
 async def claim_jobs(pool: Executor, *, limit: int, lease_seconds: float) -> list[Job]:

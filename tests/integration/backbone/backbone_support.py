@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from portal_shared import broker, db
-from portal_shared.consumer import EventConsumer, EventHandler
+from portal_shared.consumer import EventConsumer, Handler
 from portal_shared.events import Envelope, Event
 from portal_shared.events.contracts import TotpEnabled
 from portal_shared.migrate import run_migrations
@@ -88,7 +88,7 @@ class Backbone:
         self._connections.append(connection)
         return connection
 
-    async def start_consumer(self, handlers: dict[str, EventHandler] | None = None, **options: Any) -> EventConsumer:
+    async def start_consumer(self, handlers: dict[str, Handler] | None = None, **options: Any) -> EventConsumer:
         handlers = handlers or {TotpEnabled.type: record_effect}
         options.setdefault("retry_base_seconds", 0.05)
         consumer = EventConsumer(self.pool, self.connection, service=SERVICE, handlers=handlers, **options)

@@ -10,6 +10,7 @@ import sys
 import aio_pika
 import asyncpg
 from portal_shared import broker
+from portal_shared.consumer import OneStatement, PermanentError, Statement
 from portal_shared.dlq import list_dead_letters, replay_dead_letters
 from portal_shared.events import Envelope, encode
 from portal_shared.events.contracts import TotpDisabled, TotpEnabled
@@ -48,6 +49,38 @@ async def test_same_message_delivered_twice_has_one_effect(backbone: Backbone) -
     await wait_until(lambda: _done(backbone, duplicates_before), within=10, what="both deliveries handled")
     assert await backbone.effects() == (1, 1)
     assert await backbone.pool.fetchval("SELECT count(*) FROM inbox WHERE message_id = $1", envelope.id) == 1
+
+
+# A one-statement handler: the same effect row as record_effect, written with the inbox claim.
+_EFFECT_STATEMENT = """
+INSERT INTO effects (message_id, type, user_id)
+SELECT $4::text, $5::text, $6::text WHERE EXISTS (SELECT 1 FROM claimed)
+"""
+
+
+def _effect_statement(envelope: Envelope) -> Statement:
+    if getattr(envelope.event, "user_id", "") == "poison":
+        raise PermanentError("a user the test refuses")
+    return Statement(_EFFECT_STATEMENT, (envelope.id, envelope.type, envelope.event.user_id))  # type: ignore[attr-defined]
+
+
+async def test_one_statement_handler_claims_its_inbox_row_in_the_same_statement(backbone: Backbone) -> None:
+    await backbone.start_consumer({TotpEnabled.type: OneStatement(_effect_statement)})
+    duplicates_before = metric("portal_events_duplicates_total", type="mfa.totp_enabled")
+    envelope = Envelope.wrap(TotpEnabled(user_id="u1"), source="test")
+    await _publish_event(backbone, envelope)
+    await _publish_event(backbone, envelope)
+    await wait_until(lambda: _done(backbone, duplicates_before), within=10, what="both deliveries handled")
+    assert await backbone.effects() == (1, 1)
+    assert await backbone.pool.fetchval("SELECT count(*) FROM inbox WHERE message_id = $1", envelope.id) == 1
+
+    # A handler that refuses the event: dead-lettered, and no inbox row claims it (a replay would run it).
+    dead_before = await _dead_letter_count(backbone)
+    refused = Envelope.wrap(TotpEnabled(user_id="poison"), source="test")
+    await _publish_event(backbone, refused)
+    await wait_until(lambda: _dlq_at_least(backbone, dead_before + 1), within=10, what="the refusal dead-lettered")
+    assert await backbone.pool.fetchval("SELECT count(*) FROM inbox WHERE message_id = $1", refused.id) == 0
+    assert await backbone.effects() == (1, 1)
 
 
 async def _done(backbone: Backbone, duplicates_before: float) -> bool:
