@@ -48,8 +48,8 @@ def _services(settings: Settings) -> runtime.CleanupCtx:
                                 service_auth_key=settings.service_auth_key)
         confirmer = Confirmer(profile)
         app[FACTORS] = FactorService(pool)
-        app[TOTP] = TotpService(pool, box, hasher, confirmer)
-        app[WEBAUTHN] = WebAuthnService(pool, rp, hasher)
+        app[TOTP] = TotpService(pool, box, hasher, confirmer, profile)
+        app[WEBAUTHN] = WebAuthnService(pool, rp, hasher, profile)
         app[RECOVERY] = RecoveryCodeService(pool, hasher, confirmer)
         yield
 

@@ -1,6 +1,9 @@
-"""Calls to the profile service: the password check behind "confirm with your password"."""
+"""Calls to the profile service: the password check behind "confirm with your password", and the two-factor
+latch raised before two-factor turns on (docs/internal-api.md)."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import aiohttp
 import structlog
@@ -15,7 +18,8 @@ TIMEOUT = aiohttp.ClientTimeout(total=10)
 class ProfileClient:
     def __init__(self, session: aiohttp.ClientSession, *, base_url: str, service_auth_key: str) -> None:
         self._session = session
-        self._url = base_url.rstrip("/") + "/internal/verify-password"
+        self._base = base_url.rstrip("/")
+        self._url = self._base + "/internal/verify-password"
         self._key = service_auth_key
 
     async def verify_password(self, user_id: str, password: str) -> bool:
@@ -35,3 +39,21 @@ class ProfileClient:
             log.warning("verify_password_unreachable", error=type(exc).__name__)
             raise ProfileUnavailable("The password could not be checked; try again shortly.") from None
         return isinstance(body, dict) and body.get("ok") is True
+
+    async def raise_two_factor(self, user_id: str) -> None:
+        """Have profile mark the user as having two-factor on; call it before committing the first factor.
+
+        Profile's password sign-in asks mfa only while that mark is up, so the first factor must never
+        be committed without it. Raises ProfileUnavailable when profile does not confirm.
+        """
+        headers = tokens.service_authorization(self._key, issuer="mfa", audience="profile")
+        url = f"{self._base}/internal/users/{user_id}/two-factor-on"
+        try:
+            async with self._session.post(url, json={"at": datetime.now(UTC).isoformat()}, headers=headers,
+                                          timeout=TIMEOUT) as response:
+                if response.status != 204:
+                    log.warning("raise_two_factor_failed", status=response.status)
+                    raise ProfileUnavailable("Two-factor authentication could not be turned on; try again shortly.")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("raise_two_factor_unreachable", error=type(exc).__name__)
+            raise ProfileUnavailable("Two-factor authentication could not be turned on; try again shortly.") from None

@@ -28,6 +28,7 @@ from mfa_service.confirm import Confirmer
 from mfa_service.crypto import SecretBox
 from mfa_service.errors import Conflict, WrongCode
 from mfa_service.identity import Identity
+from mfa_service.profile_client import ProfileClient
 from mfa_service.repository import totp as totp_repo
 from mfa_service.repository import users as users_repo
 from mfa_service.state import issue_codes, lock_user, two_factor_on, void_codes
@@ -85,8 +86,10 @@ class TotpSetup:
 
 
 class TotpService:
-    def __init__(self, pool: asyncpg.Pool, box: SecretBox, hasher: CodeHasher, confirmer: Confirmer) -> None:
+    def __init__(self, pool: asyncpg.Pool, box: SecretBox, hasher: CodeHasher, confirmer: Confirmer,
+                 profile: ProfileClient) -> None:
         self._pool = pool
+        self._profile = profile
         self._box = box
         self._hasher = hasher
         self._confirmer = confirmer
@@ -127,6 +130,7 @@ class TotpService:
             if was_on:
                 await enqueue(conn, TotpEnabled(user_id=user_id), source="mfa")
                 return None
+            await self._profile.raise_two_factor(user_id)  # before the commit: see ProfileClient
             codes = await issue_codes(conn, self._hasher, user_id)
             await enqueue(conn, TwoFactorEnabled(user_id=user_id, method="totp"), source="mfa")
             return codes

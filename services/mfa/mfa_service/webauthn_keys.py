@@ -35,6 +35,7 @@ from mfa_service import ceremony as cer
 from mfa_service.codes import CodeHasher
 from mfa_service.errors import Conflict, InvalidInput, NotFound, ReauthRequired
 from mfa_service.identity import Identity
+from mfa_service.profile_client import ProfileClient
 from mfa_service.repository import challenges as challenges_repo
 from mfa_service.repository import credentials as credentials_repo
 from mfa_service.repository import users as users_repo
@@ -75,8 +76,9 @@ class Registered:
 
 
 class WebAuthnService:
-    def __init__(self, pool: asyncpg.Pool, rp: cer.RelyingParty, hasher: CodeHasher) -> None:
+    def __init__(self, pool: asyncpg.Pool, rp: cer.RelyingParty, hasher: CodeHasher, profile: ProfileClient) -> None:
         self._pool = pool
+        self._profile = profile
         self._rp = rp
         self._hasher = hasher
 
@@ -133,6 +135,7 @@ class WebAuthnService:
             if was_on:
                 event: Any = SecurityKeyAdded(user_id=user_id, key_id=str(key.id), name=key.name)
             else:
+                await self._profile.raise_two_factor(user_id)  # before the commit: see ProfileClient
                 codes = await issue_codes(conn, self._hasher, user_id)
                 event = TwoFactorEnabled(user_id=user_id, method="webauthn", key_id=str(key.id), name=key.name)
             await enqueue(conn, event, source="mfa")

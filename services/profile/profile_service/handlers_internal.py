@@ -1,6 +1,9 @@
-"""Internal endpoints (never exposed by the gateway): nginx auth_request and mfa's password check."""
+"""Internal endpoints (never exposed by the gateway): nginx auth_request, mfa's password check and its
+two-factor latch."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from aiohttp import web
 from portal_shared import tokens
@@ -48,15 +51,20 @@ async def auth_request(request: web.Request) -> web.Response:
     return web.Response(status=204, headers={tokens.IDENTITY_HEADER: token})
 
 
+def _from_mfa(request: web.Request) -> None:
+    """Only a service call signed for profile (mfa's) may use the internal endpoints below."""
+    try:
+        tokens.verify_service_call(request.app[CONTEXT].settings.service_auth_key,
+                                   request.headers.get(tokens.SERVICE_AUTH_HEADER), audience="profile")
+    except tokens.InvalidToken:
+        raise Problem(401, "Service authentication required.", kind="service-auth-required") from None
+
+
 @routes.post("/internal/verify-password")
 async def verify_password(request: web.Request) -> web.Response:
     """mfa confirms a user's password ({password} bodies); failures count toward the account throttle."""
+    _from_mfa(request)
     ctx = request.app[CONTEXT]
-    try:
-        tokens.verify_service_call(ctx.settings.service_auth_key, request.headers.get(tokens.SERVICE_AUTH_HEADER),
-                                   audience="profile")
-    except tokens.InvalidToken:
-        raise Problem(401, "Service authentication required.", kind="service-auth-required") from None
     body = await read_json(request)
     user_id, password = body.get("user_id"), body.get("password")
     if not isinstance(user_id, str) or not isinstance(password, str):
@@ -67,3 +75,22 @@ async def verify_password(request: web.Request) -> web.Response:
         user = None
     ok = await signin.check_password(ctx, user, password, ip=guard.client_ip(request), flow="confirmation")
     return json_response({"ok": ok})
+
+
+@routes.post("/internal/users/{user_id}/two-factor-on")
+async def two_factor_on(request: web.Request) -> web.Response:
+    """mfa raises the user's two-factor flag before it commits turning two-factor on ({"at": ISO time}).
+
+    Sign-in skips asking mfa while the flag is down, so the flag must be up before the first factor
+    exists; the flag goes down only through mfa's events (docs/internal-api.md, "Two-factor latch").
+    """
+    _from_mfa(request)
+    body = await read_json(request)
+    try:
+        at = datetime.fromisoformat(str(body.get("at")))
+        if at.tzinfo is None:
+            raise ValueError("no offset")
+        await users_repo.set_two_factor(request.app[CONTEXT].pool, request.match_info["user_id"], True, at)
+    except ValueError:
+        raise Problem(400, "Send {at} (ISO 8601 with offset) for a user id.", kind="malformed-body") from None
+    return web.Response(status=204)

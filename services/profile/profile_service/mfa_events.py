@@ -1,7 +1,9 @@
 """Consumes mfa's two-factor events to keep users.two_factor_enabled (the admin list's column).
 
-Sign-in never trusts this projection: it asks mfa live. Events may arrive out of order, so each
-update applies only when it is newer than the last one applied (occurred_at).
+The flag is also a latch for sign-in: mfa raises it synchronously (POST /internal/users/{id}/two-factor-on)
+before it commits turning two-factor on, so a password sign-in that finds it down need not ask mfa; one
+that finds it up asks mfa live which factors to offer. Only these events lower it. Events may arrive out
+of order, so each update applies only when it is newer than the last one applied (occurred_at).
 """
 
 from __future__ import annotations

@@ -71,8 +71,10 @@ async def login(ctx: Context, *, email: str, password: str, previous: Session | 
     if not await check_password(ctx, user, password, ip=ip, flow="sign-in"):
         raise BadCredentials()
     assert user is not None
-    factors = await ctx.mfa.factors(user.id)
-    state = SECOND_FACTOR_REQUIRED if factors.two_factor_enabled else SIGNED_IN
+    # The two-factor flag is raised by mfa before it commits turning two-factor on, so while it is down
+    # mfa has no factor for this user and need not be asked; while it is up, mfa says which factors.
+    factors = await ctx.mfa.factors(user.id) if user.two_factor_enabled else None
+    state = SECOND_FACTOR_REQUIRED if factors is not None and factors.two_factor_enabled else SIGNED_IN
     entry = ("signed_in", "password") if state == SIGNED_IN else ("password_accepted", "second factor required")
     clear_throttle = state == SIGNED_IN and (user.failed_attempts > 0 or user.locked_until is not None)
     if previous is None and not clear_throttle:  # the usual case: one statement, one round trip
@@ -86,6 +88,7 @@ async def login(ctx: Context, *, email: str, password: str, previous: Session | 
             raw = await sessions.start(conn, user_id=user.id, state=state, user_agent=user_agent, ip=ip, audit=entry)
     if state == SIGNED_IN:
         return SignInResult(raw, SIGNED_IN)
+    assert factors is not None
     return SignInResult(raw, SECOND_FACTOR_REQUIRED, second_factors=factors.second_factors)
 
 

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -24,15 +25,19 @@ PASSWORD = "correct horse battery staple"
 
 @dataclass
 class StandInProfile:
-    """Stands in for profile's POST /internal/verify-password until the cross-service e2e tests exist.
+    """Stands in for profile's internal endpoints that mfa calls (docs/internal-api.md).
 
-    Same contract as docs/internal-api.md: service token with audience `profile`, `{user_id, password}` in,
-    `{ok}` out. Every user's password is PASSWORD unless a test sets another in `passwords`.
+    Same contract: service token with audience `profile`. POST /internal/verify-password: `{user_id,
+    password}` in, `{ok}` out; every user's password is PASSWORD unless a test sets another in `passwords`.
+    POST /internal/users/{id}/two-factor-on: records the latch in `latched` (204), or answers 503 while
+    `down` is set.
     """
 
     key: str
     passwords: dict[str, str] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    latched: list[str] = field(default_factory=list)
+    down: bool = False
 
     async def verify_password(self, request: web.Request) -> web.Response:
         try:
@@ -43,9 +48,21 @@ class StandInProfile:
         self.calls.append(body["user_id"])
         return web.json_response({"ok": self.passwords.get(body["user_id"], PASSWORD) == body["password"]})
 
+    async def two_factor_on(self, request: web.Request) -> web.Response:
+        try:
+            tokens.verify_service_call(self.key, request.headers.get("Authorization"), audience="profile")
+        except tokens.InvalidToken:
+            return web.json_response({"detail": "service token required"}, status=401)
+        if self.down:
+            return web.json_response({"detail": "unavailable"}, status=503)
+        datetime.fromisoformat((await request.json())["at"])
+        self.latched.append(request.match_info["user_id"])
+        return web.Response(status=204)
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/internal/verify-password", self.verify_password)
+        app.router.add_post("/internal/users/{user_id}/two-factor-on", self.two_factor_on)
         return app
 
 

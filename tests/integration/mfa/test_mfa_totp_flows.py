@@ -58,6 +58,7 @@ async def test_enable_sign_in_replay_and_disable(mfa: Mfa) -> None:
     code = pyotp.TOTP(setup["secret"]).now()
     status, body = await mfa.call("POST", "/api/mfa/totp/verify", user, {"code": code})
     assert status == 200 and len(body["recovery_codes"]) == 10
+    assert mfa.profile.latched == [user]  # profile's two-factor latch went up before the commit
     assert await mfa.events(user) == [("mfa.two_factor_enabled",
                                        {"user_id": user, "method": "totp", "key_id": None, "name": None})]
 
@@ -94,6 +95,23 @@ async def test_enable_sign_in_replay_and_disable(mfa: Mfa) -> None:
     assert await mfa.db.fetchval("SELECT count(*) FROM mfa.recovery_codes WHERE user_id = $1", user) == 0
     assert (await mfa.call("POST", "/api/mfa/totp/disable", user, {"password": PASSWORD}))[0] == 409
     assert (await mfa.internal("POST", "/internal/verify/totp", {"user_id": user, "code": later}))[1] == {"ok": False}
+
+
+async def test_two_factor_is_not_turned_on_while_profile_cannot_raise_its_latch(mfa: Mfa) -> None:
+    """Profile's password sign-in asks mfa only when its latch is up: no first factor may exist without it."""
+    user = new_user()
+    status, setup = await mfa.call("POST", "/api/mfa/totp/setup", user)
+    mfa.profile.down = True
+    status, body = await mfa.call("POST", "/api/mfa/totp/verify", user, {"code": pyotp.TOTP(setup["secret"]).now()})
+    assert status == 503 and body["type"].endswith("/service-unavailable")
+    status, view = await mfa.call("GET", "/api/mfa", user)
+    assert view["two_factor_enabled"] is False and await mfa.events(user) == []
+    assert await mfa.db.fetchval("SELECT count(*) FROM mfa.recovery_codes WHERE user_id = $1", user) == 0
+
+    mfa.profile.down = False  # back: the same pending setup now enables, latch first
+    status, body = await mfa.call("POST", "/api/mfa/totp/verify", user, {"code": next_code(setup["secret"])})
+    assert status == 200 and mfa.profile.latched == [user]
+    assert [t for t, _ in await mfa.events(user)] == ["mfa.two_factor_enabled"]
 
 
 async def test_disable_without_password_after_recent_reauth(mfa: Mfa) -> None:

@@ -42,12 +42,14 @@ async def test_register_first_key_turns_two_factor_on(mfa: Mfa) -> None:
     key = body["key"]
     assert key["name"] == "Laptop passkey" and key["passkey"] is True and key["last_used_at"] is None
     assert len(body["recovery_codes"]) == 10
+    assert mfa.profile.latched == [user]  # the first key raised profile's two-factor latch
     assert await mfa.events(user) == [("mfa.two_factor_enabled", {"user_id": user, "method": "webauthn",
                                                                   "key_id": key["id"], "name": "Laptop passkey"})]
 
     second = SoftAuthenticator(discoverable=False)
     status, body = await register(mfa, user, second, name="Backup key")
     assert status == 201 and body["recovery_codes"] is None and body["key"]["passkey"] is False
+    assert mfa.profile.latched == [user]  # a second key: two-factor was on already
     assert (await mfa.events(user))[-1] == ("mfa.security_key_added", {
         "user_id": user, "key_id": body["key"]["id"], "name": "Backup key"})
     status, options = await mfa.call("POST", "/api/mfa/webauthn/register/options", user)

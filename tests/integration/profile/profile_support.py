@@ -7,6 +7,7 @@ import json
 import secrets
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -191,6 +192,22 @@ class ProfileHarness:
         browser = self.browser()
         await browser.login(email, password)
         return browser
+
+    async def raise_two_factor(self, user_id: str) -> None:
+        """What mfa does before it commits a user's first factor: raise profile's two-factor latch."""
+        headers = tokens.service_authorization(self.env["SERVICE_AUTH_KEY"], issuer="mfa", audience="profile")
+        response = await self.client.post(f"/internal/users/{user_id}/two-factor-on", headers=headers,
+                                          json={"at": datetime.now(UTC).isoformat()})
+        assert response.status == 204, await response.text()
+
+    async def enable_totp(self, user_id: str, codes: int = 10) -> list[str]:
+        """The user turns on an authenticator app (in the stand-in mfa, latch first, as mfa does)."""
+        await self.raise_two_factor(user_id)
+        return self.mfa.enable_totp(user_id, codes)
+
+    async def add_key(self, user_id: str) -> None:
+        await self.raise_two_factor(user_id)
+        self.mfa.keys.add(user_id)
 
     async def events(self, type_: str) -> list[dict[str, Any]]:
         rows = await self.db.fetch("SELECT body FROM profile.outbox WHERE type = $1 ORDER BY created_at", type_)

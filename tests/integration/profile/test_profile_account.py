@@ -135,7 +135,7 @@ async def test_reset_requests_are_limited_per_account_and_tokens_expire(portal: 
 
 
 async def test_reset_does_not_bypass_two_factor(portal: ProfileHarness) -> None:
-    portal.mfa.enable_totp(portal.demo_id)
+    await portal.enable_totp(portal.demo_id)
     anyone = portal.browser()
     await anyone.post("/api/auth/password-reset", {"email": DEMO_EMAIL})
     token = _token((await _wait_events(portal, "profile.password_reset_requested", 1))[0]["data"]["reset_url"])

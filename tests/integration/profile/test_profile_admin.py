@@ -137,7 +137,7 @@ async def test_impersonation(portal: ProfileHarness) -> None:
 
 
 async def test_admin_resets_two_factor_through_mfa(portal: ProfileHarness) -> None:
-    portal.mfa.enable_totp(portal.demo_id)
+    await portal.enable_totp(portal.demo_id)
     admin = await portal.signed_in(ADMIN_EMAIL)
     assert (await admin.post(f"/api/admin/users/{portal.demo_id}/mfa/reset"))[0] == 204
     assert portal.mfa.resets == [(portal.demo_id, portal.admin_id)]

@@ -117,7 +117,8 @@ async def fuzzed(backend: Backend, smtp_sink: SmtpSink) -> AsyncIterator[Fuzzed]
     db = await asyncpg.connect(env["PROFILE_DATABASE_URL"])
     try:
         ids = {r["email"]: str(r["id"]) for r in await db.fetch("SELECT id, email FROM profile.users")}
-        mfa.enable_totp(ids[DEMO_EMAIL])  # pending sign-ins have a second factor to check
+        mfa.enable_totp(ids[DEMO_EMAIL])  # pending sign-ins have a second factor to check (latch raised below)
+        await db.execute("UPDATE profile.users SET two_factor_enabled = true WHERE id = $1", uuid.UUID(ids[DEMO_EMAIL]))
         async with running_service("profile", env, MFA_URL=str(mfa_server.make_url("")).rstrip("/"),
                                    AUTH_RATE_PER_MINUTE=1_000_000) as client:
             yield Fuzzed(client, db, env, ids[ADMIN_EMAIL], ids[DEMO_EMAIL], asyncio.get_running_loop())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from portal_shared import tokens
 from profile_support import DEMO_EMAIL, PASSWORD, TOTP_CODE, ProfileHarness
 
 
@@ -15,7 +16,7 @@ async def _pending(portal: ProfileHarness):  # type: ignore[no-untyped-def]
 
 
 async def test_totp_completes_sign_in_with_a_new_session_id(portal: ProfileHarness) -> None:
-    portal.mfa.enable_totp(portal.demo_id)
+    await portal.enable_totp(portal.demo_id)
     browser = await _pending(portal)
     pending_id = browser.cookie("portal_session")
     assert browser.cookie("portal_csrf"), "a pending sign-in gets the CSRF cookie too"
@@ -38,7 +39,7 @@ async def test_totp_completes_sign_in_with_a_new_session_id(portal: ProfileHarne
 
 
 async def test_five_wrong_codes_void_the_pending_sign_in(portal: ProfileHarness) -> None:
-    portal.mfa.enable_totp(portal.demo_id)
+    await portal.enable_totp(portal.demo_id)
     browser = await _pending(portal)
     for _ in range(5):
         status, body = await browser.post("/api/auth/login/totp", {"code": "111111"})
@@ -52,7 +53,7 @@ async def test_five_wrong_codes_void_the_pending_sign_in(portal: ProfileHarness)
 
 async def test_second_factor_failures_count_toward_the_account_throttle(portal: ProfileHarness) -> None:
     """The counter is per account, not per flow: two pending sign-ins x 5 wrong codes lock the account."""
-    portal.mfa.enable_totp(portal.demo_id)
+    await portal.enable_totp(portal.demo_id)
     for _ in range(2):
         browser = await _pending(portal)
         for _ in range(5):
@@ -64,7 +65,7 @@ async def test_second_factor_failures_count_toward_the_account_throttle(portal: 
 
 
 async def test_recovery_code_is_spent(portal: ProfileHarness) -> None:
-    codes = portal.mfa.enable_totp(portal.demo_id)
+    codes = await portal.enable_totp(portal.demo_id)
     browser = await _pending(portal)
     status, body = await browser.post("/api/auth/login/recovery-code", {"code": codes[0]})
     assert (status, body) == (200, {"state": "signed_in", "recovery_codes_remaining": 9})
@@ -73,7 +74,7 @@ async def test_recovery_code_is_spent(portal: ProfileHarness) -> None:
 
 
 async def test_security_key_and_passkey(portal: ProfileHarness) -> None:
-    portal.mfa.keys.add(portal.demo_id)
+    await portal.add_key(portal.demo_id)
     browser = portal.browser()
     body = await browser.login(DEMO_EMAIL)
     assert body["second_factors"] == ["webauthn", "recovery_code"]
@@ -102,7 +103,7 @@ async def test_second_factor_steps_without_a_pending_sign_in(portal: ProfileHarn
 
 
 async def test_reauth_with_a_totp_code(portal: ProfileHarness) -> None:
-    portal.mfa.enable_totp(portal.demo_id)
+    await portal.enable_totp(portal.demo_id)
     browser = await _pending(portal)
     assert (await browser.post("/api/auth/login/totp", {"code": TOTP_CODE}))[0] == 200
     status, body = await browser.post("/api/auth/reauth", {"totp_code": "999999"})
@@ -110,10 +111,15 @@ async def test_reauth_with_a_totp_code(portal: ProfileHarness) -> None:
     assert (await browser.post("/api/auth/reauth", {"totp_code": TOTP_CODE}))[0] == 204
 
 
-async def test_mfa_down_fails_closed(portal: ProfileHarness, stack_env: dict[str, str]) -> None:
+async def test_mfa_down_fails_closed_for_two_factor_accounts(portal: ProfileHarness, stack_env: dict[str, str]) -> None:
     from tests.support.services import running_service
 
     async with running_service("profile", stack_env, MFA_URL="http://127.0.0.1:9") as client:
+        # No two-factor latch: mfa has no factor for this user and is not needed to sign in.
+        response = await client.post("/api/auth/login", json={"email": DEMO_EMAIL, "password": PASSWORD})
+        assert response.status == 200 and (await response.json()) == {"state": "signed_in"}
+        await portal.raise_two_factor(portal.demo_id)
+        client.session.cookie_jar.clear()  # a new visitor (no session, so no CSRF token needed)
         response = await client.post("/api/auth/login", json={"email": DEMO_EMAIL, "password": PASSWORD})
         assert response.status == 503
         assert (await response.json())["status"] == 503
@@ -121,7 +127,7 @@ async def test_mfa_down_fails_closed(portal: ProfileHarness, stack_env: dict[str
 
 async def test_reauth_with_a_security_key(portal: ProfileHarness) -> None:
     browser = await portal.signed_in()
-    portal.mfa.keys.add(portal.demo_id)
+    await portal.add_key(portal.demo_id)
     status, body = await browser.post("/api/auth/reauth", {"credential": {"id": "good-key"}})
     assert status == 422 and "credential" in body["errors"], "no challenge asked for yet"
     status, options = await browser.post("/api/auth/reauth/webauthn/options")
@@ -129,3 +135,37 @@ async def test_reauth_with_a_security_key(portal: ProfileHarness) -> None:
     before = browser.cookie("portal_session")
     assert (await browser.post("/api/auth/reauth", {"credential": {"id": "good-key"}}))[0] == 204
     assert browser.cookie("portal_session") != before
+
+
+async def test_the_two_factor_latch_decides_whether_sign_in_asks_mfa(portal: ProfileHarness) -> None:
+    """mfa raises profile's latch before it commits a first factor; sign-in asks mfa only while it is up."""
+    factors_path = f"/internal/users/{portal.demo_id}/factors"
+    await portal.browser().login(DEMO_EMAIL)  # no latch: signed in without a call to mfa
+    assert factors_path not in [path for path, _ in portal.mfa.calls]
+
+    await portal.enable_totp(portal.demo_id)  # latch first, then the factor, as mfa does
+    await _pending(portal)
+    assert factors_path in [path for path, _ in portal.mfa.calls]
+    row = await portal.db.fetchrow("SELECT two_factor_enabled, two_factor_changed_at FROM profile.users "
+                                                "WHERE id = $1", uuid.UUID(portal.demo_id))
+    assert row["two_factor_enabled"] and row["two_factor_changed_at"] is not None
+
+    # A latch left up by an enable that mfa then rolled back: mfa has no factor, so the password suffices.
+    portal.mfa.totp.discard(portal.demo_id)
+    assert await portal.browser().login(DEMO_EMAIL) == {"state": "signed_in"}
+
+
+async def test_only_mfa_may_raise_the_latch(portal: ProfileHarness) -> None:
+    path = f"/internal/users/{portal.demo_id}/two-factor-on"
+    at = {"at": "2026-12-02T10:00:00+00:00"}
+    assert (await portal.client.post(path, json=at)).status == 401
+    wrong_audience = tokens.service_authorization(portal.env["SERVICE_AUTH_KEY"], issuer="profile", audience="mfa")
+    assert (await portal.client.post(path, json=at, headers=wrong_audience)).status == 401
+    mfa = tokens.service_authorization(portal.env["SERVICE_AUTH_KEY"], issuer="mfa", audience="profile")
+    for bad in ({}, {"at": "yesterday"}, {"at": "2026-12-02T10:00:00"}):
+        response = await portal.client.post(path, json=bad, headers=mfa)
+        assert response.status == 400 and response.content_type == "application/problem+json"
+    response = await portal.client.post("/internal/users/not-a-uuid/two-factor-on", json=at, headers=mfa)
+    assert response.status == 400
+    assert not await portal.db.fetchval("SELECT two_factor_enabled FROM profile.users WHERE id = $1",
+                                        uuid.UUID(portal.demo_id))
