@@ -181,16 +181,22 @@ class Dispatcher:
         return False
 
     async def _record_sent(self, conn: asyncpg.Connection, job: Job) -> None:
-        # The email is out: a lost update here would send it again once the lease ends, so insist a little
-        # (on a fresh connection from the pool after the first try, in case the batch's connection broke).
-        for attempt in range(5):
+        # The email is out: a lost update here would send it again once the lease ends. So insist (on a fresh
+        # connection from the pool after the first try, in case the batch's connection broke) for up to half
+        # the lease, which outlasts a database restart or failover.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._config.lease_seconds / 2
+        attempt = 0
+        while True:
             try:
                 await repository.mark_sent(conn if attempt == 0 else self._pool, job.id, job.recipient or "")
                 break
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                if attempt == 4:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                attempt += 1
+                if loop.time() >= deadline:
                     raise
-                await asyncio.sleep(0.2 * 2 ** attempt)
+                log.warning("email_sent_not_recorded_yet", attempt=attempt, error=type(exc).__name__)
+                await asyncio.sleep(min(0.2 * 2 ** (attempt - 1), 2.0))
         EMAILS_SENT.labels(job.type).inc()
         log.info("email_sent", attempts=job.attempts)
 
