@@ -26,9 +26,7 @@ class Doorbell:
 
     def ring_all(self) -> None:
         while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+            self.ring()
         self._pending = True
 
     async def wait(self, seconds: float) -> None:

@@ -40,8 +40,7 @@ async def _dead_letter_count(backbone: Backbone) -> int:
         await channel.close()
 
 
-async def test_same_message_delivered_twice_has_one_effect(backbone: Backbone) -> None:
-    await backbone.start_consumer()
+async def _delivered_twice_has_one_effect(backbone: Backbone) -> None:
     duplicates_before = metric("portal_events_duplicates_total", type="mfa.totp_enabled")
     envelope = Envelope.wrap(TotpEnabled(user_id="u1"), source="test")
     await _publish_event(backbone, envelope)
@@ -49,6 +48,11 @@ async def test_same_message_delivered_twice_has_one_effect(backbone: Backbone) -
     await wait_until(lambda: _done(backbone, duplicates_before), within=10, what="both deliveries handled")
     assert await backbone.effects() == (1, 1)
     assert await backbone.pool.fetchval("SELECT count(*) FROM inbox WHERE message_id = $1", envelope.id) == 1
+
+
+async def test_same_message_delivered_twice_has_one_effect(backbone: Backbone) -> None:
+    await backbone.start_consumer()
+    await _delivered_twice_has_one_effect(backbone)
 
 
 # A one-statement handler: the same effect row as record_effect, written with the inbox claim.
@@ -66,13 +70,7 @@ def _effect_statement(envelope: Envelope) -> Statement:
 
 async def test_one_statement_handler_claims_its_inbox_row_in_the_same_statement(backbone: Backbone) -> None:
     await backbone.start_consumer({TotpEnabled.type: OneStatement(_effect_statement)})
-    duplicates_before = metric("portal_events_duplicates_total", type="mfa.totp_enabled")
-    envelope = Envelope.wrap(TotpEnabled(user_id="u1"), source="test")
-    await _publish_event(backbone, envelope)
-    await _publish_event(backbone, envelope)
-    await wait_until(lambda: _done(backbone, duplicates_before), within=10, what="both deliveries handled")
-    assert await backbone.effects() == (1, 1)
-    assert await backbone.pool.fetchval("SELECT count(*) FROM inbox WHERE message_id = $1", envelope.id) == 1
+    await _delivered_twice_has_one_effect(backbone)
 
     # A handler that refuses the event: dead-lettered, and no inbox row claims it (a replay would run it).
     dead_before = await _dead_letter_count(backbone)

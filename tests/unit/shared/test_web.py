@@ -75,6 +75,8 @@ async def test_problem_kind_becomes_the_type(client: TestClient) -> None:
 @pytest.mark.parametrize(("data", "headers", "status"), [
     (b"{not json", {"Content-Type": "application/json"}, 400),
     (b"[1, 2]", {"Content-Type": "application/json"}, 400),
+    (b"\x0c", {"Content-Type": "application/json"}, 400),  # whitespace alone is not a JSON text
+    (b"  ", {"Content-Type": "application/json"}, 400),
     (b"name=x", {"Content-Type": "application/x-www-form-urlencoded"}, 415),
     (b"x" * 70_000, {"Content-Type": "application/json"}, 413),
 ])
