@@ -13,6 +13,7 @@ from mfa_service.errors import ProfileUnavailable
 
 log = structlog.get_logger("mfa.profile_client")
 TIMEOUT = aiohttp.ClientTimeout(total=10)
+NOT_TURNED_ON = "Two-factor authentication could not be turned on; try again shortly."
 
 
 class ProfileClient:
@@ -53,7 +54,7 @@ class ProfileClient:
                                           timeout=TIMEOUT) as response:
                 if response.status != 204:
                     log.warning("raise_two_factor_failed", status=response.status)
-                    raise ProfileUnavailable("Two-factor authentication could not be turned on; try again shortly.")
+                    raise ProfileUnavailable(NOT_TURNED_ON)
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("raise_two_factor_unreachable", error=type(exc).__name__)
-            raise ProfileUnavailable("Two-factor authentication could not be turned on; try again shortly.") from None
+            raise ProfileUnavailable(NOT_TURNED_ON) from None

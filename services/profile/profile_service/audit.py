@@ -8,13 +8,14 @@ import asyncpg
 
 from profile_service.models import AuditEntry
 
+MAX_DETAIL = 1000  # characters of an entry's detail that are kept
 _INSERT = "INSERT INTO audit_log (user_id, type, ip, detail) VALUES ($1, $2, $3, $4)"
 _LIST = "SELECT at, type, ip, detail FROM audit_log WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2"
 
 
 async def record(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, type_: str, *, ip: str = "",
                  detail: str = "") -> None:
-    await conn.execute(_INSERT, uuid.UUID(user_id), type_, ip, detail[:1000])
+    await conn.execute(_INSERT, uuid.UUID(user_id), type_, ip, detail[:MAX_DETAIL])
 
 
 async def entries(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, *, limit: int = 500) -> list[AuditEntry]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from profile_service.audit import MAX_DETAIL
 from profile_service.models import Session
 from profile_service.users_repo import user_columns, user_from_row
 
@@ -81,7 +82,7 @@ async def insert(conn: Conn, *, id_hash: bytes, user_id: str, state: str, lifeti
     if audit is None:
         await conn.execute(_INSERT, *values)
     else:
-        await conn.execute(_INSERT_AUDITED, *values, audit[0], audit[1][:1000])
+        await conn.execute(_INSERT_AUDITED, *values, audit[0], audit[1][:MAX_DETAIL])
     return str(public_id)
 
 
