@@ -120,10 +120,30 @@ class MfaResetByAdmin(Event):
     admin_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class EmailChanged(Event):
+    """The sign-in address changed; emailed to both addresses (the old one with a "This wasn't me" link)."""
+    type: ClassVar[str] = "profile.email_changed"
+    old_email: str
+    new_email: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeUndone(Event):
+    """A "This wasn't me" link undid the change its email reported (`undone_event_id` names that event).
+
+    `two_factor_disabled` (beyond the contract's fields) is true when the undo removed the account's last
+    second factor, so the email can say that two-factor is now off."""
+    type: ClassVar[str] = "profile.change_undone"
+    undone_event_id: str
+    undone_type: str
+    two_factor_disabled: bool = False
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     UserCreated, UserUpdated, UserInvited, PasswordResetRequested, PasswordChanged, ImpersonationStarted,
     TwoFactorEnabled, TwoFactorDisabled, TotpEnabled, TotpDisabled, SecurityKeyAdded, SecurityKeyRemoved,
-    RecoveryCodesRegenerated, RecoveryCodeUsed, MfaResetByAdmin,
+    RecoveryCodesRegenerated, RecoveryCodeUsed, MfaResetByAdmin, EmailChanged, ChangeUndone,
 )
 
 # The one place that maps (type, version) to a class.
