@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,3 +238,52 @@ def test_default_limit_allows_300_quick_sign_ins(http: requests.Session, base: s
     statuses = {http.post(f"{base}/api/auth/password-reset", json={"email": "a@b.example"}).status_code
                 for _ in range(300)}
     assert statuses == {200}
+
+
+def _raw(port: int, request_line: str, *headers: str) -> tuple[int, dict[str, str], bytes]:
+    """One request whose line goes out byte for byte (as curl --path-as-is sends it; requests would
+    normalise `..` and refuse a NUL)."""
+    lines = [request_line, "Host: localhost", "Connection: close", *headers]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parsed = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in header_lines)}
+    return int(status_line.split()[1]), parsed, body
+
+
+@pytest.mark.parametrize("path", ["/api/auth/%00", "/api/auth/../../../x", "/api/profile/%00", "/api/mfa/%00",
+                                  "/api/mfa/../../../internal/auth", "/portal/%00", "/../x"])
+def test_paths_nginx_cannot_parse_are_400_problems(gateway: tuple[LocalNginx, ThreadedApps], path: str) -> None:
+    status, headers, body = _raw(gateway[0].port, f"GET {path} HTTP/1.1")
+    assert status == 400, body
+    assert headers["content-type"].startswith(PROBLEM)
+    problem = json.loads(body)
+    assert problem["status"] == 400 and problem["type"] and problem["title"] and problem["detail"]
+    assert headers["x-frame-options"] == "DENY"  # the gateway's headers on this answer too
+
+
+def test_oversized_request_parts_are_problems(gateway: tuple[LocalNginx, ThreadedApps]) -> None:
+    status, headers, body = _raw(gateway[0].port, f"GET /api/profile?q={'a' * 9000} HTTP/1.1")
+    assert status == 414 and headers["content-type"].startswith(PROBLEM) and json.loads(body)["status"] == 414
+    status, headers, body = _raw(gateway[0].port, "GET /api/profile HTTP/1.1", f"X-Big: {'a' * 9000}")
+    assert status == 400 and headers["content-type"].startswith(PROBLEM) and json.loads(body)["status"] == 400
+
+
+def test_no_query_string_reaches_the_access_log(http: requests.Session, gateway: tuple[LocalNginx, ThreadedApps],
+                                                base: str) -> None:
+    marker = f"log-{time.monotonic_ns()}"
+    for path in ("/portal/reset-password", "/portal/accept-invite", "/api/auth/session", "/api/mfa", "/api/nope"):
+        http.get(f"{base}{path}?token=secret-{marker}", headers={"X-Request-ID": marker})
+    log = gateway[0].access_log_path
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and log.read_text().count(marker) < 5:
+        time.sleep(0.05)
+    assert log.read_text().count(marker) >= 5
+    assert f"secret-{marker}" not in log.read_text()
+    error_log = gateway[0].prefix / "error.log"
+    assert f"secret-{marker}" not in (error_log.read_text() if error_log.exists() else "")
+

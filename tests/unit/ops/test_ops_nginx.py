@@ -178,6 +178,94 @@ def test_upstreams_are_the_compose_services(conf_text: str) -> None:
         assert re.search(rf"upstream {service} \{{\s*server {service}:{port}\b", conf_text), service
 
 
+# ---- the three gateway configurations: the local template, compose.conf and its Kubernetes copy ----------
+
+K8S_PORTAL_CONF = REPO / "deploy" / "k8s" / "base" / "gateway" / "portal.conf"
+# Variables that hold the query string (reset and invitation links are `...?token=`).
+_QUERY_VARIABLES = re.compile(r"\$(request_uri|request|args|query_string|is_args|arg_\w+)\b|\$\{(request|args)\}")
+
+
+def _rendered_template(tmp_path: Path) -> str:
+    from portal_devstack.nginx import render_config
+
+    render_config(prefix=tmp_path, listen="127.0.0.1:8080", profile_addr="127.0.0.1:8101",
+                  mfa_addr="127.0.0.1:8102", notifier_addr="127.0.0.1:8103", html_root=tmp_path / "html",
+                  access_log=str(tmp_path / "access.log"))
+    return (tmp_path / "conf" / "nginx.conf").read_text()
+
+
+@pytest.fixture(params=["nginx.conf.template", "compose.conf", "k8s portal.conf"])
+def gateway_conf(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Directive]:
+    """(text, the server block) of each gateway configuration."""
+    if request.param == "nginx.conf.template":
+        text = _rendered_template(tmp_path)
+    else:
+        text = (NGINX_COMPOSE_CONF if request.param == "compose.conf" else K8S_PORTAL_CONF).read_text()
+    top = parse_nginx(text)
+    http = [d for d in top if d.name == "http"]
+    scope = http[0].block if http else top
+    assert scope is not None
+    (server,) = [d for d in scope if d.name == "server"]
+    return text, server
+
+
+def _log_formats(text: str) -> dict[str, str]:
+    formats = {}
+    for directive in [d for d in _walk(parse_nginx(text)) if d.name == "log_format"]:
+        args = directive.args[1:]
+        formats[directive.args[0]] = "".join(a for a in args if not a.startswith("escape="))
+    return formats
+
+
+def _walk(directives: list[Directive]) -> Iterator[Directive]:
+    for directive in directives:
+        yield directive
+        yield from _walk(directive.block or [])
+
+
+def test_access_logs_never_hold_a_query_string(gateway_conf: tuple[str, Directive]) -> None:
+    """Each configuration logs with a format of its own (not one a main nginx.conf might define with
+    `$request`), and that format logs the path as `$uri`, without any variable that holds the query."""
+    text, server = gateway_conf
+    formats = _log_formats(text)
+    access_logs = [d for d in _walk(parse_nginx(text)) if d.name == "access_log" and d.args != ["off"]]
+    assert access_logs, "the configuration must set its own access log"
+    for directive in access_logs:
+        assert len(directive.args) >= 2 and directive.args[1] in formats, directive.args
+        used = formats[directive.args[1]]
+        assert "$uri" in used
+        assert not _QUERY_VARIABLES.search(used), used
+    assert server.find("access_log") or "http {" in text
+
+
+def test_main_conf_of_the_image_logs_no_query_string() -> None:
+    for name, used in _log_formats(MAIN_CONF.read_text()).items():
+        assert "$uri" in used and not _QUERY_VARIABLES.search(used), name
+
+
+def test_unparsable_requests_get_problem_400_not_a_named_location(gateway_conf: tuple[str, Directive]) -> None:
+    """nginx cannot redirect a request it could not parse (no URI yet) to a named location: it answers its
+    own 500 HTML instead. Every error_page for 400 (and 494, 414) must name an internal URI."""
+    _text, server = gateway_conf
+    pages = [*server.find("error_page")]
+    for location in server.find("location"):
+        pages += location.find("error_page")
+    targets = {}
+    for page in pages:
+        codes, target = page.args[:-1], page.args[-1]
+        for code in ("400", "494", "414"):
+            if code in codes:
+                assert not target.startswith("@"), page.args
+                targets[code] = target
+    assert set(server.find("error_page")[0].args) and {"400", "494", "414"} <= set(targets)
+    for code, target in targets.items():
+        location = choose_location(server, target)
+        assert location.args == ["=", target] and location.find("internal"), code
+        status, body = _returns(location) or ["", ""]
+        assert status == ("414" if code == "414" else "400")
+        assert json.loads(body)["status"] == int(status)
+
+
 # ---- nginx itself ----------------------------------------------------------------------------------------------
 
 def _nginx() -> str:
@@ -271,7 +359,7 @@ class Stub:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, dict[str, Stub]]]:
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, dict[str, Stub], Path]]:
     binary = _nginx()
     from portal_devstack.nginx import build_ui
 
@@ -297,7 +385,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, dic
                 assert process.poll() is None, log.read_text()
                 assert time.monotonic() < deadline, "nginx did not open its port"
                 time.sleep(0.05)
-        yield listen, stubs
+        yield listen, stubs, log  # log: nginx's stdout and stderr (the access log goes to stdout)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -324,8 +412,8 @@ def _problem(status: int, headers: dict[str, str], body: bytes, expected: int) -
     return problem
 
 
-def test_running_gateway_routes_and_protects(gateway: tuple[int, dict[str, Stub]]) -> None:
-    port, stubs = gateway
+def test_running_gateway_routes_and_protects(gateway: tuple[int, dict[str, Stub], Path]) -> None:
+    port, stubs, _log = gateway
     status, headers, _ = _request(port, "GET", "/")
     assert status == 302 and headers["location"] == "/portal/"
     status, headers, body = _request(port, "GET", "/portal/login")
@@ -368,3 +456,46 @@ def test_running_gateway_routes_and_protects(gateway: tuple[int, dict[str, Stub]
     status, _, body = _request(port, "GET", "/health/profile")
     assert status == 200 and json.loads(body)["path"] == "/health/ready"
     _problem(*_request(port, "GET", "/health/notifier"), expected=503)
+
+
+def _raw_request(port: int, request_line: str) -> tuple[int, dict[str, str], bytes]:
+    """Send the request line exactly as given (http.client and curl without --path-as-is would normalise it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(f"{request_line}\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in header_lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize("path", ["/api/auth/%00", "/api/auth/../../../x", "/api/mfa/%00", "/portal/../../etc/passwd",
+                                  "/%00"])
+def test_running_gateway_answers_unparsable_paths_with_a_400_problem(
+        gateway: tuple[int, dict[str, Stub], Path], path: str) -> None:
+    port, _stubs, _log = gateway
+    status, headers, body = _raw_request(port, f"GET {path} HTTP/1.1")
+    _problem(status, headers, body, expected=400)
+    assert headers["x-content-type-options"] == "nosniff"
+
+
+def test_running_gateway_answers_a_too_long_uri_with_a_414_problem(gateway: tuple[int, dict[str, Stub], Path]) -> None:
+    port, _stubs, _log = gateway
+    _problem(*_raw_request(port, f"GET /api/profile?q={'a' * 9000} HTTP/1.1"), expected=414)
+
+
+def test_running_gateway_logs_no_query_string(gateway: tuple[int, dict[str, Stub], Path]) -> None:
+    port, _stubs, log = gateway
+    marker = f"gw-log-{time.monotonic_ns()}"
+    for path in ("/api/profile", "/portal/reset-password", "/api/nope"):
+        _request(port, "GET", f"{path}?token=secret-{marker}", {"X-Request-ID": marker})
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and log.read_text().count(marker) < 3:
+        time.sleep(0.05)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if marker in line]
+    # the path as nginx served it (a page is logged under its file, /portal/reset-password.html)
+    assert [line["path"].removesuffix(".html") for line in lines] == ["/api/profile", "/portal/reset-password",
+                                                                      "/api/nope"]
+    assert f"secret-{marker}" not in log.read_text()
