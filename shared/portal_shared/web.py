@@ -36,6 +36,27 @@ _UNAVAILABLE = (
 
 
 @web.middleware
+async def no_store(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """`Cache-Control: no-store` on every API answer, errors and redirects included.
+
+    API answers carry personal data or secrets (profile, sessions, TOTP setup, recovery codes, admin
+    views), and a shared or browser cache must never keep one. Set here once, outermost, so no handler
+    (and no error path) can forget it; nothing under /api/ or /internal/ is worth caching."""
+    if not request.path.startswith(_NO_STORE_PREFIXES) and request.path != "/api":
+        return await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # a redirect (e.g. the SSO callback) raised past problem_errors
+        exc.headers["Cache-Control"] = "no-store"
+        raise
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+_NO_STORE_PREFIXES = ("/api/", "/internal/")
+
+
+@web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id (the gateway's, when it sent a sane one) to every log line and the response."""
     incoming = request.headers.get("X-Request-ID", "")
@@ -81,13 +102,29 @@ async def problem_errors(request: web.Request, handler: Handler) -> web.StreamRe
         return Problem(500, "Something went wrong on our side.").response()
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object; an empty body counts as {}.
+# Deeper than any body of the contract (a WebAuthn credential is 4 levels). Python's parser would take
+# ~1,000 levels and then fail with RecursionError (a 500); and code that walks a parsed body recursively
+# (validation, storability checks) would fail the same way on a body just under that.
+MAX_JSON_DEPTH = 32
+_EMPTY_BODY = "This request needs a JSON object as its body."
+
+
+async def read_json(request: web.Request, *, required: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object; an empty body counts as {} unless `required`.
 
     Only a body of no bytes at all: whitespace alone (a form feed, say) is not a JSON text, so it is a 400
-    like any other malformed body (found by schemathesis)."""
+    like any other malformed body (found by schemathesis). `required` is for the operations whose contract
+    body is an object (PATCH/PUT): no bytes at all is then a 400 too; `{}` is still an (empty) object.
+    Endpoints whose contract body is "–" keep the default and accept no body.
+
+    Raises:
+        Problem: 400 malformed-body (not JSON, not an object, nested deeper than MAX_JSON_DEPTH, or
+            empty when required), 415 for another content type.
+    """
     raw = await request.read()
     if not raw:
+        if required:
+            raise Problem(400, _EMPTY_BODY, kind="malformed-body")
         return {}
     if request.content_type not in {"application/json", "application/problem+json", "application/octet-stream"}:
         raise Problem(415, "Send the body as application/json.")
@@ -95,9 +132,35 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise Problem(400, "The request body is not valid JSON.", kind="malformed-body") from None
+    except RecursionError:  # e.g. 64 KB of "[": deeper than the parser can go
+        raise Problem(400, f"The request body is nested deeper than {MAX_JSON_DEPTH} levels.",
+                      kind="malformed-body") from None
     if not isinstance(body, dict):
         raise Problem(400, "The request body must be a JSON object.", kind="malformed-body")
+    if _depth_exceeds(body, MAX_JSON_DEPTH):
+        raise Problem(400, f"The request body is nested deeper than {MAX_JSON_DEPTH} levels.",
+                      kind="malformed-body")
     return body
+
+
+async def require_body(request: web.Request) -> None:
+    """400 malformed-body when the request has no body at all (for PATCH/PUT whose body is an object)."""
+    if not await request.read():  # aiohttp keeps the bytes: a read_json afterwards sees them again
+        raise Problem(400, _EMPTY_BODY, kind="malformed-body")
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """True when containers in `value` nest more than `limit` deep (iterative: no recursion to overflow)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+    return False
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -112,9 +175,10 @@ def no_content() -> web.Response:
 def base_app(*, middlewares: list[Any] | None = None) -> web.Application:
     """An application with the shared middlewares first, so even their failures become problem+json."""
     return web.Application(
-        middlewares=[request_context, problem_errors, *(middlewares or [])],
+        middlewares=[no_store, request_context, problem_errors, *(middlewares or [])],
         client_max_size=MAX_BODY_BYTES,
     )
 
 
-__all__ = ["PROBLEM_CONTENT_TYPE", "base_app", "json_response", "no_content", "read_json"]
+__all__ = ["MAX_JSON_DEPTH", "PROBLEM_CONTENT_TYPE", "base_app", "json_response", "no_content", "read_json",
+           "require_body"]

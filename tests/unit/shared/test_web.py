@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from portal_shared.problems import Problem, field_error
-from portal_shared.web import base_app, json_response, read_json
+from portal_shared.web import MAX_JSON_DEPTH, base_app, json_response, read_json, require_body
 
 
 def make_app() -> web.Application:
@@ -30,7 +30,25 @@ def make_app() -> web.Application:
     async def conflict(_: web.Request) -> web.Response:
         raise Problem(409, "Already enabled.", kind="already-enabled")
 
+    async def echo_required(request: web.Request) -> web.Response:
+        return json_response(await read_json(request, required=True))
+
+    async def patch_like(request: web.Request) -> web.Response:
+        await require_body(request)
+        return json_response(await read_json(request))
+
+    async def redirect(_: web.Request) -> web.Response:
+        raise web.HTTPFound("/portal/profile")
+
     app.router.add_post("/echo", echo)
+    app.router.add_put("/echo/required", echo_required)
+    app.router.add_patch("/api/thing", patch_like)
+    app.router.add_get("/api/thing", patch_like)
+    app.router.add_get("/api/boom", boom)
+    app.router.add_get("/api/invalid", invalid)
+    app.router.add_get("/api/redirect", redirect)
+    app.router.add_get("/internal/thing", patch_like)
+    app.router.add_get("/health/ready", patch_like)
     app.router.add_get("/boom", boom)
     app.router.add_get("/invalid", invalid)
     app.router.add_get("/db", db_down)
@@ -98,3 +116,62 @@ async def test_unknown_route_and_method(client: TestClient) -> None:
     response = await client.get("/echo")
     assert response.status == 405
     assert response.content_type == "application/problem+json"
+
+
+def _nested(depth: int) -> bytes:
+    """An object whose containers nest `depth` deep (the object itself is level 1)."""
+    return b'{"a":' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+
+
+@pytest.mark.parametrize("data", [
+    b"[" * 60_000,  # nearly the 64 KB limit of "[": RecursionError in the parser, a 500 before
+    b"[" * 60_000 + b"]" * 5_000,
+    b'{"a":' + b"[" * 30_000 + b"]" * 30_000 + b"}",  # well formed, and far too deep
+    b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
+    _nested(MAX_JSON_DEPTH + 1),  # parses, but walking it recursively would be the next RecursionError
+])
+async def test_deeply_nested_bodies_are_400_malformed(client: TestClient, data: bytes) -> None:
+    response = await client.post("/echo", data=data, headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    assert response.content_type == "application/problem+json"
+    body = await response.json()
+    assert body["status"] == 400 and body["type"].endswith("/malformed-body") and body["detail"] and body["title"]
+
+
+async def test_nesting_up_to_the_limit_is_accepted(client: TestClient) -> None:
+    response = await client.post("/echo", data=_nested(MAX_JSON_DEPTH), headers={"Content-Type": "application/json"})
+    assert response.status == 200
+
+
+async def test_a_required_body_may_not_be_empty(client: TestClient) -> None:
+    for path, method in (("/echo/required", "PUT"), ("/api/thing", "PATCH")):
+        response = await client.request(method, path)
+        assert response.status == 400, path
+        assert response.content_type == "application/problem+json"
+        body = await response.json()
+        assert body["status"] == 400 and body["type"].endswith("/malformed-body") and body["detail"]
+        ok = await client.request(method, path, data=b"{}", headers={"Content-Type": "application/json"})
+        assert ok.status == 200 and await ok.json() == {}
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("PATCH", "/api/thing", 200),
+    ("PATCH", "/api/thing", 400),  # no body: an error answer
+    ("GET", "/api/boom", 500),
+    ("GET", "/api/invalid", 422),
+    ("GET", "/api/nowhere", 404),
+    ("DELETE", "/api/thing", 405),
+    ("GET", "/api/redirect", 302),
+    ("GET", "/internal/thing", 200),
+])
+async def test_every_api_answer_is_no_store(client: TestClient, method: str, path: str, status: int) -> None:
+    data = b'{"name": "x"}' if status == 200 else None
+    response = await client.request(method, path, data=data, allow_redirects=False,
+                                    headers={"Content-Type": "application/json"} if data else None)
+    assert response.status == status
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+async def test_health_and_other_answers_keep_their_caching(client: TestClient) -> None:
+    response = await client.get("/health/ready", data=b"{}", headers={"Content-Type": "application/json"})
+    assert response.status == 200 and "Cache-Control" not in response.headers
