@@ -19,6 +19,13 @@ class MfaError(Exception):
         self.field = field
 
 
+class MalformedInput(MfaError):
+    """A request that is not the shape the endpoint takes (internal callers: a bug on their side, not the user's)."""
+
+    status = 400
+    kind = "malformed-body"
+
+
 class InvalidInput(MfaError):
     status = 422
     kind = "validation-failed"
@@ -53,7 +60,7 @@ class ProfileUnavailable(MfaError):
 
 
 def to_problem(error: MfaError) -> Problem:
-    errors = {error.field: [error.detail]} if error.field and error.status == 422 else None
+    errors = {error.field: [error.detail]} if error.field and error.status in (400, 422) else None
     headers = {"Retry-After": "5"} if error.status == 503 else {}
     return Problem(error.status, error.detail, kind=error.kind, errors=errors, headers=headers)
 

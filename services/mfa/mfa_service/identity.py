@@ -15,6 +15,7 @@ from portal_shared import tokens
 from portal_shared.problems import Problem
 from portal_shared.web import Handler
 
+from mfa_service.errors import ReauthRequired
 from mfa_service.keys import IDENTITY, SETTINGS
 
 REAUTH_WINDOW_SECONDS = 600  # the contract's "re-authenticated in the last 10 minutes"
@@ -72,6 +73,16 @@ class Identity:
         """max(auth_at, reauth_at) >= now - 600 (docs/internal-api.md)."""
         latest = max(self.auth_at, self.reauth_at or 0)
         return latest >= (time.time() if now is None else now) - REAUTH_WINDOW_SECONDS
+
+
+def require_recent_authentication(identity: Identity, action: str) -> None:
+    """403 reauth-required unless the session signed in or re-authenticated in the last 10 minutes.
+
+    Adding a factor needs it as much as removing one: otherwise whoever holds a stolen (or unattended)
+    session could enrol their own authenticator and keep the account after the password is changed.
+    """
+    if not identity.recently_authenticated():
+        raise ReauthRequired(f"Confirm it's you (sign in again or re-authenticate) to {action}.")
 
 
 def _identity(key: str, request: web.Request) -> Identity:

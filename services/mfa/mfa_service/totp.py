@@ -27,7 +27,7 @@ from mfa_service.codes import CodeHasher
 from mfa_service.confirm import Confirmer
 from mfa_service.crypto import SecretBox
 from mfa_service.errors import Conflict, WrongCode
-from mfa_service.identity import Identity
+from mfa_service.identity import Identity, require_recent_authentication
 from mfa_service.profile_client import ProfileClient
 from mfa_service.repository import totp as totp_repo
 from mfa_service.repository import users as users_repo
@@ -99,6 +99,7 @@ class TotpService:
 
     async def setup(self, identity: Identity) -> TotpSetup:
         """Start (or restart) a pending setup: the secret is shown now and never again."""
+        require_recent_authentication(identity, "add an authenticator app")
         secret = new_secret()
         sealed = self._box.encrypt(secret.encode(), associated_data=identity.user_id.encode())
         async with self._pool.acquire() as conn:
@@ -109,7 +110,12 @@ class TotpService:
         return TotpSetup(secret, uri, qr_svg(uri))
 
     async def enable(self, identity: Identity, code: object) -> list[str] | None:
-        """Enable the pending app with its first code; the new recovery codes when this turned 2FA on."""
+        """Enable the pending app with its first code; the new recovery codes when this turned 2FA on.
+
+        Needs a recent sign-in again (not only at setup): a pending setup lives 15 minutes, longer than
+        the re-authentication window. Ends the user's other sessions before the commit.
+        """
+        require_recent_authentication(identity, "add an authenticator app")
         cleaned = clean_code(code)
         if cleaned is None:
             raise WrongCode("Enter the 6-digit code from your authenticator app.", field="code")
@@ -128,9 +134,11 @@ class TotpService:
             if await totp_repo.enable(conn, user_id, step) is None:
                 raise WrongCode("That code was already used. Wait for the next one.", field="code")
             if was_on:
+                await self._profile.end_other_sessions(user_id, identity.session_id)  # before the commit
                 await enqueue(conn, TotpEnabled(user_id=user_id), source="mfa")
                 return None
             await self._profile.raise_two_factor(user_id)  # before the commit: see ProfileClient
+            await self._profile.end_other_sessions(user_id, identity.session_id)
             codes = await issue_codes(conn, self._hasher, user_id)
             await enqueue(conn, TwoFactorEnabled(user_id=user_id, method="totp"), source="mfa")
             return codes
@@ -142,6 +150,7 @@ class TotpService:
             await lock_user(conn, user_id)
             if not await totp_repo.delete_enabled(conn, user_id):
                 raise Conflict("The authenticator app is not enabled.")
+            await self._profile.end_other_sessions(user_id, identity.session_id)  # before the commit
             if await two_factor_on(conn, user_id):
                 await enqueue(conn, TotpDisabled(user_id=user_id), source="mfa")
             else:

@@ -33,8 +33,8 @@ from webauthn.helpers.structs import (
 
 from mfa_service import ceremony as cer
 from mfa_service.codes import CodeHasher
-from mfa_service.errors import Conflict, InvalidInput, NotFound, ReauthRequired
-from mfa_service.identity import Identity
+from mfa_service.errors import Conflict, InvalidInput, NotFound
+from mfa_service.identity import Identity, require_recent_authentication
 from mfa_service.profile_client import ProfileClient
 from mfa_service.repository import challenges as challenges_repo
 from mfa_service.repository import credentials as credentials_repo
@@ -88,7 +88,12 @@ class WebAuthnService:
                                             cer.CHALLENGE_SECONDS)
 
     async def registration_options(self, identity: Identity) -> dict[str, Any]:
-        """Creation options (bare JSON) excluding the user's keys, asking for credProps (WebAuthn L2 §10.4)."""
+        """Creation options (bare JSON) excluding the user's keys, asking for credProps (WebAuthn L2 §10.4).
+
+        Refused without a recent sign-in before any challenge exists, so the browser asks for
+        re-authentication before the key ceremony rather than after (a created credential is not wasted).
+        """
+        require_recent_authentication(identity, "add a security key")
         existing = await credentials_repo.list_for_user(self._pool, identity.user_id)
         email = await users_repo.email_of(self._pool, identity.user_id) or identity.email or identity.user_id
         options = generate_registration_options(
@@ -106,6 +111,8 @@ class WebAuthnService:
         return body
 
     async def register(self, identity: Identity, credential: object, name: object) -> Registered:
+        # Checked before the challenge is consumed: after re-authenticating, the same credential can be sent again.
+        require_recent_authentication(identity, "add a security key")
         key_name = clean_name(name)
         if not isinstance(credential, dict):
             raise InvalidInput("Send the credential the browser created.", field="credential")
@@ -133,9 +140,11 @@ class WebAuthnService:
                 raise Conflict("This security key is already registered.")
             codes = None
             if was_on:
+                await self._profile.end_other_sessions(user_id, identity.session_id)  # before the commit
                 event: Any = SecurityKeyAdded(user_id=user_id, key_id=str(key.id), name=key.name)
             else:
                 await self._profile.raise_two_factor(user_id)  # before the commit: see ProfileClient
+                await self._profile.end_other_sessions(user_id, identity.session_id)
                 codes = await issue_codes(conn, self._hasher, user_id)
                 event = TwoFactorEnabled(user_id=user_id, method="webauthn", key_id=str(key.id), name=key.name)
             await enqueue(conn, event, source="mfa")
@@ -148,14 +157,14 @@ class WebAuthnService:
         return key
 
     async def remove(self, identity: Identity, key_id: uuid.UUID) -> None:
-        if not identity.recently_authenticated():
-            raise ReauthRequired("Confirm it's you (sign in again or re-authenticate) to remove a security key.")
+        require_recent_authentication(identity, "remove a security key")
         user_id = identity.user_id
         async with self._pool.acquire() as conn, conn.transaction():
             await lock_user(conn, user_id)
             key = await credentials_repo.delete(conn, key_id, user_id)
             if key is None:
                 raise NotFound("No such security key.")
+            await self._profile.end_other_sessions(user_id, identity.session_id)  # before the commit
             if await two_factor_on(conn, user_id):
                 event: Any = SecurityKeyRemoved(user_id=user_id, key_id=str(key.id), name=key.name)
             else:
