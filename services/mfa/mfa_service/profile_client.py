@@ -1,9 +1,11 @@
-"""Calls to the profile service: the password check behind "confirm with your password", and the two-factor
-latch raised before two-factor turns on (docs/internal-api.md)."""
+"""Calls to the profile service: the password check behind "confirm with your password", the two-factor
+latch raised before two-factor turns on, and ending the user's other sessions when a factor is added or
+removed (docs/internal-api.md)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import aiohttp
 import structlog
@@ -14,6 +16,7 @@ from mfa_service.errors import ProfileUnavailable
 log = structlog.get_logger("mfa.profile_client")
 TIMEOUT = aiohttp.ClientTimeout(total=10)
 NOT_TURNED_ON = "Two-factor authentication could not be turned on; try again shortly."
+NOT_CHANGED = "Your two-factor settings could not be changed; try again shortly."
 
 
 class ProfileClient:
@@ -58,3 +61,23 @@ class ProfileClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("raise_two_factor_unreachable", error=type(exc).__name__)
             raise ProfileUnavailable(NOT_TURNED_ON) from None
+
+    async def end_other_sessions(self, user_id: str, keep_session_id: str | None) -> None:
+        """Have profile end every session of the user but `keep_session_id` (the caller's, by public id).
+
+        Call it inside the transaction that adds or removes a factor, before the commit: a session
+        someone else holds must not outlive a change to how the account signs in. Raises
+        ProfileUnavailable when profile does not confirm, so the change rolls back (fail closed). Should
+        the commit fail after profile answered, the sessions are ended for nothing: harmless.
+        """
+        headers = tokens.service_authorization(self._key, issuer="mfa", audience="profile")
+        url = f"{self._base}/internal/users/{quote(user_id, safe='')}/sessions/end-others"
+        try:
+            async with self._session.post(url, json={"keep_session_id": keep_session_id}, headers=headers,
+                                          timeout=TIMEOUT) as response:
+                if response.status != 204:
+                    log.warning("end_other_sessions_failed", status=response.status)
+                    raise ProfileUnavailable(NOT_CHANGED)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("end_other_sessions_unreachable", error=type(exc).__name__)
+            raise ProfileUnavailable(NOT_CHANGED) from None

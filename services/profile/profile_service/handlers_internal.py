@@ -1,8 +1,9 @@
-"""Internal endpoints (never exposed by the gateway): nginx auth_request, mfa's password check and its
-two-factor latch."""
+"""Internal endpoints (never exposed by the gateway): nginx auth_request, mfa's password check, its
+two-factor latch and ending a user's other sessions when a factor changes."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from aiohttp import web
@@ -10,7 +11,7 @@ from portal_shared import tokens
 from portal_shared.problems import Problem
 from portal_shared.web import json_response, read_json
 
-from profile_service import guard, sessions, signin, users_repo
+from profile_service import audit, guard, sessions, sessions_repo, signin, users_repo
 from profile_service.keys import CONTEXT
 from profile_service.models import SIGNED_IN, Session
 
@@ -93,4 +94,33 @@ async def two_factor_on(request: web.Request) -> web.Response:
         await users_repo.set_two_factor(request.app[CONTEXT].pool, request.match_info["user_id"], True, at)
     except ValueError:
         raise Problem(400, "Send {at} (ISO 8601 with offset) for a user id.", kind="malformed-body") from None
+    return web.Response(status=204)
+
+
+@routes.post("/internal/users/{user_id}/sessions/end-others")
+async def end_other_sessions(request: web.Request) -> web.Response:
+    """mfa ends the user's other sessions when a factor is added or removed ({"keep_session_id": sid | null}).
+
+    mfa calls it inside its transaction, before the commit, and changes nothing unless this answers 204:
+    a session someone else holds must not outlive a change to how the account signs in.
+    """
+    _from_mfa(request)
+    body = await read_json(request)
+    try:
+        user_id = str(uuid.UUID(request.match_info["user_id"]))
+    except ValueError:
+        raise Problem(400, "The user id is not valid.", kind="malformed-body") from None
+    keep = body.get("keep_session_id", ...)  # required, null included: a forgotten field must not end them all
+    try:
+        if keep is not None and not isinstance(keep, str):
+            raise ValueError("keep_session_id")
+        keep_id = None if keep is None else str(uuid.UUID(keep))
+    except ValueError:
+        raise Problem(400, "Send {keep_session_id}: a session id, or null to end every session.",
+                      kind="malformed-body", errors={"keep_session_id": ["a session id or null"]}) from None
+    async with request.app[CONTEXT].pool.acquire() as conn, conn.transaction():
+        ended = await sessions_repo.delete_all_but_public(conn, user_id, keep_id)
+        # The audit log belongs to an existing user (foreign key): an unknown id has no sessions to end.
+        if ended or await users_repo.get(conn, user_id) is not None:
+            await audit.record(conn, user_id, "sessions_revoked", detail="two-factor changed: other sessions ended")
     return web.Response(status=204)

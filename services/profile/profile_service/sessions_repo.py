@@ -37,6 +37,8 @@ _TOUCH = "UPDATE sessions SET last_seen_at = now() WHERE id_hash = $1"
 _DELETE = "DELETE FROM sessions WHERE id_hash = $1"
 _DELETE_PUBLIC = "DELETE FROM sessions WHERE user_id = $1 AND public_id = $2 RETURNING id_hash"
 _DELETE_ALL = "DELETE FROM sessions WHERE user_id = $1 AND id_hash IS DISTINCT FROM $2"
+# Sessions of admins viewing this account (impersonation): they end with the account's own.
+_DELETE_VIEWING = "DELETE FROM sessions WHERE impersonated_user_id = $1"
 _LIST = """
 SELECT public_id, id_hash, created_at, last_seen_at, user_agent, ip FROM sessions
 WHERE user_id = $1 AND state = 'signed_in' AND expires_at > now()
@@ -117,6 +119,12 @@ async def delete_all(conn: Conn, user_id: str, *, except_hash: bytes | None = No
     await conn.execute(_DELETE_ALL, uuid.UUID(user_id), except_hash)
 
 
+async def delete_viewing(conn: Conn, user_id: str) -> int:
+    """End the sessions viewing `user_id` (impersonation); how many there were."""
+    status = await conn.execute(_DELETE_VIEWING, uuid.UUID(user_id))
+    return int(status.split()[-1])
+
+
 async def list_live(conn: Conn, user_id: str, *, idle_seconds: int) -> list[asyncpg.Record]:
     return await conn.fetch(_LIST, uuid.UUID(user_id), idle_seconds)
 
@@ -137,3 +145,17 @@ async def void_if_attempts_spent(conn: Conn, id_hash: bytes, *, limit: int) -> N
 
 async def prune(conn: Conn, *, idle_seconds: int) -> str:
     return str(await conn.execute(_PRUNE, idle_seconds))
+
+
+_DELETE_ALL_BUT_PUBLIC = "DELETE FROM sessions WHERE user_id = $1 AND public_id IS DISTINCT FROM $2"
+
+
+async def delete_all_but_public(conn: Conn, user_id: str, keep_public_id: str | None) -> int:
+    """End every session of the user (pending sign-ins too) but the one named by its public id (None: all).
+
+    By public id, not id hash: mfa knows a session only by the identity's `sid`, which survives a step-up.
+    Returns how many sessions ended.
+    """
+    status = await conn.execute(_DELETE_ALL_BUT_PUBLIC, uuid.UUID(user_id),
+                                uuid.UUID(keep_public_id) if keep_public_id is not None else None)
+    return int(status.split()[-1])

@@ -30,14 +30,17 @@ class StandInProfile:
     Same contract: service token with audience `profile`. POST /internal/verify-password: `{user_id,
     password}` in, `{ok}` out; every user's password is PASSWORD unless a test sets another in `passwords`.
     POST /internal/users/{id}/two-factor-on: records the latch in `latched` (204), or answers 503 while
-    `down` is set.
+    `down` is set. POST /internal/users/{id}/sessions/end-others: records `(user id, keep_session_id)` in
+    `sessions_ended` (204), or answers 503 while `down` or `end_others_down` is set.
     """
 
     key: str
     passwords: dict[str, str] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     latched: list[str] = field(default_factory=list)
+    sessions_ended: list[tuple[str, str | None]] = field(default_factory=list)
     down: bool = False
+    end_others_down: bool = False
 
     async def verify_password(self, request: web.Request) -> web.Response:
         try:
@@ -59,10 +62,24 @@ class StandInProfile:
         self.latched.append(request.match_info["user_id"])
         return web.Response(status=204)
 
+    async def end_other_sessions(self, request: web.Request) -> web.Response:
+        try:
+            tokens.verify_service_call(self.key, request.headers.get("Authorization"), audience="profile")
+        except tokens.InvalidToken:
+            return web.json_response({"detail": "service token required"}, status=401)
+        if self.down or self.end_others_down:
+            return web.json_response({"detail": "unavailable"}, status=503)
+        body = await request.json()
+        if "keep_session_id" not in body:
+            return web.json_response({"detail": "keep_session_id is required"}, status=400)
+        self.sessions_ended.append((request.match_info["user_id"], body["keep_session_id"]))
+        return web.Response(status=204)
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/internal/verify-password", self.verify_password)
         app.router.add_post("/internal/users/{user_id}/two-factor-on", self.two_factor_on)
+        app.router.add_post("/internal/users/{user_id}/sessions/end-others", self.end_other_sessions)
         return app
 
 
@@ -75,9 +92,10 @@ class Mfa:
 
     def identity(self, user_id: str, *, email: str | None = None, imp: dict[str, Any] | None = None,
                  auth_age: int = 30, reauth_age: int | None = None, key: str | None = None,
-                 purpose: str = tokens.IDENTITY) -> dict[str, str]:
+                 purpose: str = tokens.IDENTITY, sid: Any = ...) -> dict[str, str]:
         now = int(time.time())
-        payload = {"sub": user_id, "sid": "s-" + user_id[:8], "email": email or f"{user_id[:8]}@client.example",
+        payload = {"sub": user_id, "sid": session_id(user_id) if sid is ... else sid,
+                   "email": email or f"{user_id[:8]}@client.example",
                    "name": "Test User", "role": "client_user", "imp": imp, "auth_at": now - auth_age,
                    "reauth_at": None if reauth_age is None else now - reauth_age}
         token = tokens.sign(key or self.env["SERVICE_AUTH_KEY"], purpose, payload, ttl_seconds=60)
@@ -113,6 +131,11 @@ class Mfa:
         status, body = await self.call("POST", "/api/mfa/totp/verify", user_id, {"code": pyotp.TOTP(secret).now()})
         assert status == 200, body
         return secret, body["recovery_codes"] or []
+
+
+def session_id(user_id: str) -> str:
+    """The session id (`sid`) of the identities Mfa.identity signs for `user_id` by default."""
+    return "s-" + user_id[:8]
 
 
 def new_user() -> str:
