@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from portal_shared.web import json_response, no_content
+from portal_shared.web import json_response, no_content, require_body
 
 from profile_service import accounts, guard
 from profile_service.bodies import read_body
@@ -22,6 +22,8 @@ async def get_profile(request: web.Request) -> web.Response:
 @routes.patch("/api/profile")
 async def patch_profile(request: web.Request) -> web.Response:
     session = guard.signed_in(request)
+    # The contract's body is an object ({} changes nothing); no body at all is a malformed request.
+    await require_body(request)
     body = await read_body(request)
     user = await accounts.update_profile(request.app[CONTEXT], session, body, ip=guard.meta(request)[1])
     return json_response(profile(user, session.impersonator))
