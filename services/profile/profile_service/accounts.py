@@ -7,7 +7,7 @@ from typing import Any
 from portal_shared.events import PasswordChanged, UserUpdated
 from portal_shared.outbox import enqueue
 
-from profile_service import audit, passwords, sessions_repo, users_repo
+from profile_service import audit, passwords, sessions, sessions_repo, tokens_repo, users_repo
 from profile_service.config import SERVICE
 from profile_service.context import Context
 from profile_service.errors import NotFound, ValidationFailed
@@ -67,8 +67,10 @@ def new_password_errors(new_password: Any, confirm: Any, user: User) -> dict[str
     return errors
 
 
-async def change_password(ctx: Context, session: Session, body: dict[str, Any], *, ip: str) -> None:
-    """Needs the current password (wrong: 422, counted by the throttle); ends every other session."""
+async def change_password(ctx: Context, session: Session, body: dict[str, Any], *, ip: str) -> str:
+    """Needs the current password (wrong: 422, counted by the throttle); ends every other session and voids
+    every mailed reset or invitation link. Returns the current session's new id (rotated: its credential
+    changed)."""
     user = session.user
     current = body.get("current_password")
     errors = new_password_errors(body.get("new_password"), body.get("confirm_password"), user)
@@ -80,7 +82,10 @@ async def change_password(ctx: Context, session: Session, body: dict[str, Any], 
         raise ValidationFailed({"current_password": ["The current password is incorrect."]})
     new_hash = await ctx.hasher.hash(body["new_password"])
     async with ctx.pool.acquire() as conn, conn.transaction():
-        await users_repo.set_password_hash(conn, user.id, new_hash)
+        await users_repo.set_new_password(conn, user.id, new_hash)
         await sessions_repo.delete_all(conn, user.id, except_hash=session.id_hash)
+        raw = await sessions.rotate(conn, session)
+        await tokens_repo.void_all(conn, user.id)
         await enqueue(conn, PasswordChanged(user_id=user.id, method="change"), source=SERVICE)
         await audit.record(conn, user.id, "password_changed", ip=ip, detail="changed by the user; other sessions ended")
+    return raw

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from portal_shared.events import ImpersonationStarted, UserCreated, UserInvited, UserUpdated
+from portal_shared.events import EmailChanged, ImpersonationStarted, UserCreated, UserInvited, UserUpdated
 from portal_shared.outbox import enqueue
 
-from profile_service import audit, sessions_repo, tokens_repo, users_repo
+from profile_service import audit, sessions, sessions_repo, tokens_repo, users_repo
 from profile_service.bodies import UNSTORABLE, storable_text
 from profile_service.config import SERVICE
 from profile_service.context import Context
-from profile_service.errors import Conflict, Forbidden, NotFound, ValidationFailed, field_error
+from profile_service.errors import Conflict, Forbidden, NotFound, ReauthRequired, ValidationFailed, field_error
 from profile_service.models import CLIENT_USER, AuditEntry, Client, Session, User
 from profile_service.recovery import INVITE_LIFETIME_SECONDS, link
 from profile_service.validation import (
@@ -101,6 +101,19 @@ async def list_users(ctx: Context, *, client_id: str | None, query: str | None) 
     return await users_repo.list_users(ctx.pool, client_id=client_id, query=(query or "").strip()[:100] or None)
 
 
+def require_recent_auth(admin: Session) -> None:
+    """Taking over an account's sign-in (its address, its second factor, its view) needs the admin's own
+    sign-in or re-authentication in the last 10 minutes: a stolen admin session alone cannot."""
+    if not sessions.recently_authenticated(admin):
+        raise ReauthRequired()
+
+
+def _not_another_admin(admin: Session, user: User, action: str) -> None:
+    """Admins cannot take over each other's accounts; they are managed with `portal-admin` (operators)."""
+    if user.is_admin and user.id != admin.user.id:
+        raise Forbidden(f"MSP admins cannot {action} of another MSP admin; operators use portal-admin.")
+
+
 async def _target(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, *, for_update: bool = False) -> User:
     try:
         user = await users_repo.get(conn, user_id, for_update=for_update)
@@ -118,6 +131,11 @@ async def update_user(ctx: Context, admin: Session, user_id: str, body: dict[str
             raise field_error(name, "This field cannot be empty.")
     async with ctx.pool.acquire() as conn, conn.transaction():
         user = await _target(conn, user_id, for_update=True)
+        new_email = values.get("email")
+        email_changes = new_email is not None and new_email != user.email
+        if email_changes:
+            _not_another_admin(admin, user, "change the sign-in address")
+            require_recent_auth(admin)
         if "client_id" in values:
             if user.is_admin:
                 raise field_error("client_id", "MSP admins do not belong to a client.")
@@ -136,13 +154,24 @@ async def update_user(ctx: Context, admin: Session, user_id: str, body: dict[str
             raise Conflict("An account with this email address already exists.") from None
         updated = await _target(conn, user.id)
         await enqueue(conn, UserUpdated(user_id=user.id, email=updated.email, name=updated.name), source=SERVICE)
+        if "email" in changes:
+            await _email_changed(conn, user, updated)
         await audit.record(conn, user.id, "user_updated", ip=ip,
                            detail=f"{', '.join(sorted(changes))} changed by {admin.user.email}")
     return updated
 
 
-async def impersonate(ctx: Context, admin: Session, user_id: str, reason: Any, *, ip: str) -> None:
-    """The admin's session views `user_id`'s account; the user is emailed who and why."""
+async def _email_changed(conn: asyncpg.Connection, before: User, after: User) -> None:
+    """Both addresses are told (the old one can undo it); links mailed to the old address are void."""
+    envelope = await enqueue(conn, EmailChanged(user_id=after.id, old_email=before.email, new_email=after.email),
+                             source=SERVICE)
+    await users_repo.record_email_change(conn, envelope.id, after.id, before.email, after.email)
+    await tokens_repo.void_all(conn, after.id)
+
+
+async def impersonate(ctx: Context, admin: Session, user_id: str, reason: Any, *, ip: str) -> str:
+    """The admin's session views `user_id`'s account (with a new session id); the user is emailed who and
+    why. Returns the session's new raw id."""
     if admin.impersonated is not None:
         raise Conflict("Stop viewing the current account first.")
     if not isinstance(reason, str) or len(reason.strip()) < 3:
@@ -152,31 +181,43 @@ async def impersonate(ctx: Context, admin: Session, user_id: str, reason: Any, *
         user = await _target(conn, user_id)
         if user.is_admin:
             raise Forbidden("MSP admin accounts cannot be viewed as their user.")
+        require_recent_auth(admin)
         await sessions_repo.update(conn, admin.id_hash, {"impersonated_user_id": user.id,
                                                          "impersonation_reason": reason})
+        raw = await sessions.rotate(conn, admin)
         await enqueue(conn, ImpersonationStarted(user_id=user.id, admin_id=admin.user.id, admin_name=admin.user.name,
                                                  reason=reason), source=SERVICE)
         await audit.record(conn, user.id, "impersonation_started", ip=ip,
                            detail=f"{admin.user.name} <{admin.user.email}>: {reason}")
         await audit.record(conn, admin.user.id, "impersonation_started", ip=ip, detail=f"{user.email}: {reason}")
+    return raw
 
 
-async def stop_impersonation(ctx: Context, admin: Session, *, ip: str) -> None:
+async def stop_impersonation(ctx: Context, admin: Session, *, ip: str) -> str:
+    """Back to the admin's own account, with a new session id (returned)."""
     user = admin.impersonated
     if user is None:
         raise Conflict("You are not viewing another account.")
     async with ctx.pool.acquire() as conn, conn.transaction():
         await sessions_repo.update(conn, admin.id_hash, {"impersonated_user_id": None, "impersonation_reason": None})
+        raw = await sessions.rotate(conn, admin)
         await audit.record(conn, user.id, "impersonation_stopped", ip=ip,
                            detail=f"{admin.user.name} <{admin.user.email}>")
         await audit.record(conn, admin.user.id, "impersonation_stopped", ip=ip, detail=user.email)
+    return raw
 
 
 async def reset_two_factor(ctx: Context, admin: Session, user_id: str, *, ip: str) -> None:
-    """mfa removes every factor and code and emits mfa.reset_by_admin (which emails the user)."""
+    """mfa removes every factor and code and emits mfa.reset_by_admin (which emails the user); every session
+    of the account ends (one signed in with a removed factor must not outlive it)."""
     user = await _target(ctx.pool, user_id)
+    _not_another_admin(admin, user, "reset the two-factor authentication")
+    require_recent_auth(admin)
     await ctx.mfa.reset(user.id, admin.user.id)
-    await audit.record(ctx.pool, user.id, "two_factor_reset", ip=ip, detail=f"by {admin.user.email}")
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await sessions.end_all(conn, user.id)
+        await audit.record(conn, user.id, "two_factor_reset", ip=ip,
+                           detail=f"by {admin.user.email}; every session ended")
 
 
 async def audit_log(ctx: Context, user_id: str) -> list[AuditEntry]:

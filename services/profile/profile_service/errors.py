@@ -50,6 +50,11 @@ class ImpersonationForbidden(DomainError):
     detail = "Not while viewing another user's account; use the admin actions instead."
 
 
+class ReauthRequired(DomainError):
+    status, kind = 403, "reauth-required"
+    detail = "Confirm it's you: re-authenticate (password, code or key), then try again."
+
+
 class NotFound(DomainError):
     status, kind, detail = 404, "not-found", "No such resource."
 

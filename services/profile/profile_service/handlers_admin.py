@@ -53,29 +53,30 @@ async def update_user(request: web.Request) -> web.Response:
     return json_response(admin_user(user))
 
 
-async def _session_now(request: web.Request, session: Session) -> web.Response:
-    """The session as GET /api/auth/session shows it, re-read after a change."""
+async def _session_now(request: web.Request, session: Session, raw: str) -> web.Response:
+    """The session (under its new id `raw`) as GET /api/auth/session shows it, with its new cookies."""
     ctx = request.app[CONTEXT]
-    raw = request.cookies[sessions.SESSION_COOKIE]
     fresh = await sessions.load(ctx.pool, raw) or session
-    return json_response(session_info(fresh, raw, ctx.settings.service_auth_key))
+    response = json_response(session_info(fresh, raw, ctx.settings.service_auth_key))
+    sessions.set_cookies(response, raw, ctx.settings)
+    return response
 
 
 @routes.post("/api/admin/users/{id}/impersonate")
 async def impersonate(request: web.Request) -> web.Response:
     session = guard.admin(request)
     body = await read_body(request)
-    await admin.impersonate(request.app[CONTEXT], session, request.match_info["id"], body.get("reason"),
-                            ip=guard.meta(request)[1])
-    return await _session_now(request, session)
+    raw = await admin.impersonate(request.app[CONTEXT], session, request.match_info["id"], body.get("reason"),
+                                  ip=guard.meta(request)[1])
+    return await _session_now(request, session, raw)
 
 
 @routes.post("/api/admin/impersonation/stop")
 async def stop_impersonation(request: web.Request) -> web.Response:
     session = guard.admin(request)
     await read_body(request)
-    await admin.stop_impersonation(request.app[CONTEXT], session, ip=guard.meta(request)[1])
-    return await _session_now(request, session)
+    raw = await admin.stop_impersonation(request.app[CONTEXT], session, ip=guard.meta(request)[1])
+    return await _session_now(request, session, raw)
 
 
 @routes.post("/api/admin/users/{id}/mfa/reset")

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from portal_shared.web import json_response, no_content
 
-from profile_service import guard, reauth, recovery, sessions, signin
+from profile_service import devices, guard, reauth, recovery, sessions, signin, undo
 from profile_service.bodies import read_body
 from profile_service.errors import NotSignedIn, ValidationFailed
 from profile_service.keys import CONTEXT, SESSION
@@ -16,6 +16,7 @@ from profile_service.views import session_info
 
 PASSKEY_COOKIE = "portal_passkey_challenge"
 PASSKEY_PATH = "/api/auth/login/passkey"
+TWO_FACTOR_HEADER = "X-Portal-Two-Factor"
 
 routes = web.RouteTableDef()
 
@@ -31,6 +32,8 @@ def _strings(body: dict[str, Any], *names: str) -> list[str]:
 def _signed_in_response(request: web.Request, result: signin.SignInResult) -> web.Response:
     response = json_response(result.to_json())
     sessions.set_cookies(response, result.raw_session_id, request.app[CONTEXT].settings)
+    if result.device_cookie:  # a completed sign-in: this browser is now a known device of the account
+        devices.set_cookie(response, result.device_cookie, request.app[CONTEXT].settings)
     return response
 
 
@@ -39,7 +42,8 @@ async def login(request: web.Request) -> web.Response:
     email, password = _strings(await read_body(request), "email", "password")
     user_agent, ip = guard.meta(request)
     result = await signin.login(request.app[CONTEXT], email=email.strip(), password=password,
-                                previous=request[SESSION], user_agent=user_agent, ip=ip)
+                                previous=request[SESSION], user_agent=user_agent, ip=ip,
+                                device_cookie=devices.cookie(request))
     return _signed_in_response(request, result)
 
 
@@ -48,7 +52,7 @@ async def login_totp(request: web.Request) -> web.Response:
     (code,) = _strings(await read_body(request), "code")
     ctx, session = request.app[CONTEXT], signin.pending(request[SESSION])
     result = await signin.second_factor(
-        ctx, session, method="totp", ip=guard.meta(request)[1],
+        ctx, session, method="totp", ip=guard.meta(request)[1], device_cookie=devices.cookie(request),
         check=lambda: _ok_only(ctx.mfa.verify_totp(session.user.id, code.strip())))
     return _signed_in_response(request, result)
 
@@ -62,7 +66,7 @@ async def login_recovery_code(request: web.Request) -> web.Response:
     (code,) = _strings(await read_body(request), "code")
     ctx, session = request.app[CONTEXT], signin.pending(request[SESSION])
     result = await signin.second_factor(
-        ctx, session, method="recovery code", ip=guard.meta(request)[1],
+        ctx, session, method="recovery code", ip=guard.meta(request)[1], device_cookie=devices.cookie(request),
         check=lambda: ctx.mfa.verify_recovery_code(session.user.id, code.strip()))
     return _signed_in_response(request, result)
 
@@ -81,7 +85,7 @@ async def login_webauthn(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     check = await signin.webauthn_check(ctx, request[SESSION], body["credential"])
     result = await signin.second_factor(ctx, request[SESSION], method="security key", check=check,
-                                        ip=guard.meta(request)[1])
+                                        ip=guard.meta(request)[1], device_cookie=devices.cookie(request))
     return _signed_in_response(request, result)
 
 
@@ -104,7 +108,7 @@ async def login_passkey(request: web.Request) -> web.Response:
     user_agent, ip = guard.meta(request)
     result = await signin.passkey(request.app[CONTEXT], challenge_id=request.cookies.get(PASSKEY_COOKIE),
                                   credential=body["credential"], previous=request[SESSION],
-                                  user_agent=user_agent, ip=ip)
+                                  user_agent=user_agent, ip=ip, device_cookie=devices.cookie(request))
     response = _signed_in_response(request, result)
     response.del_cookie(PASSKEY_COOKIE, path=PASSKEY_PATH)
     return response
@@ -165,7 +169,8 @@ async def reauthenticate(request: web.Request) -> web.Response:
     session = guard.not_impersonating(guard.signed_in(request))
     body = await read_body(request)
     ctx = request.app[CONTEXT]
-    raw = await reauth.reauthenticate(ctx, session, body, ip=guard.meta(request)[1])
+    raw = await reauth.reauthenticate(ctx, session, body, ip=guard.meta(request)[1],
+                                      device_cookie=devices.cookie(request))
     response = no_content()
     sessions.set_cookies(response, raw, ctx.settings)
     return response
@@ -201,8 +206,12 @@ async def invitation_accept(request: web.Request) -> web.Response:
 @routes.post("/api/auth/not-me")
 async def not_me(request: web.Request) -> web.Response:
     body = await read_body(request)
-    await recovery.not_me(request.app[CONTEXT], body.get("token"), ip=guard.meta(request)[1])
-    return _signed_out(request)
+    result = await undo.not_me(request.app[CONTEXT], body.get("token"), ip=guard.meta(request)[1])
+    response = _signed_out(request)
+    if result.two_factor_disabled:
+        # The contract's answer is a bare 204; the page learns from this header that it should say so.
+        response.headers[TWO_FACTOR_HEADER] = "off"
+    return response
 
 
 def _signed_out(_: web.Request) -> web.Response:

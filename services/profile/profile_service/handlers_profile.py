@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from portal_shared.web import json_response, no_content, require_body
 
-from profile_service import accounts, guard
+from profile_service import accounts, guard, sessions
 from profile_service.bodies import read_body
 from profile_service.keys import CONTEXT
 from profile_service.views import profile
@@ -33,5 +33,8 @@ async def patch_profile(request: web.Request) -> web.Response:
 async def change_password(request: web.Request) -> web.Response:
     session = guard.not_impersonating(guard.signed_in(request))
     body = await read_body(request)
-    await accounts.change_password(request.app[CONTEXT], session, body, ip=guard.meta(request)[1])
-    return no_content()
+    ctx = request.app[CONTEXT]
+    raw = await accounts.change_password(ctx, session, body, ip=guard.meta(request)[1])
+    response = no_content()
+    sessions.set_cookies(response, raw, ctx.settings)
+    return response

@@ -7,6 +7,7 @@ sign-in fails closed when the second-factor service cannot be asked.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -24,6 +25,13 @@ class Factors:
     two_factor_enabled: bool
     second_factors: list[str]
     recovery_codes_remaining: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Undo:
+    undone: bool
+    two_factor_enabled: bool
+    at: datetime  # when mfa made the change: orders the two-factor latch like mfa's events
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +93,14 @@ class MfaClient:
 
     async def reset(self, user_id: str, admin_id: str) -> None:
         await self._call("POST", f"/internal/users/{user_id}/reset", {"admin_id": admin_id})
+
+    async def undo(self, user_id: str, *, event_id: str, event_type: str, key_id: str | None, at: str) -> Undo:
+        """Undo the mfa change that event `event_id` reported ("This wasn't me"); idempotent."""
+        data = await self._call("POST", f"/internal/users/{user_id}/undo",
+                                {"event_id": event_id, "type": event_type, "key_id": key_id, "at": at}) or {}
+        try:
+            at = datetime.fromisoformat(str(data.get("at")))
+        except ValueError:
+            raise MfaUnavailable("undo answered without a valid `at`") from None
+        return Undo(undone=data.get("undone") is True, two_factor_enabled=data.get("two_factor_enabled") is not False,
+                    at=at)

@@ -1,4 +1,4 @@
-"""Getting back into an account: password reset, accepting an invitation, and "This wasn't me" links.
+"""Getting back into an account: password reset and accepting an invitation (undo.py: "This wasn't me").
 
 None of these signs anyone in: setting a password ends every session, and the user then signs in
 with the new password and, when two-factor is on, their second factor.
@@ -11,15 +11,14 @@ from urllib.parse import quote
 
 import asyncpg
 import structlog
-from portal_shared import tokens
 from portal_shared.events import PasswordChanged, PasswordResetRequested
 from portal_shared.outbox import enqueue
 
-from profile_service import audit, sessions_repo, throttle, tokens_repo, users_repo
+from profile_service import audit, sessions, throttle, tokens_repo, users_repo
 from profile_service.accounts import new_password_errors
 from profile_service.config import SERVICE
 from profile_service.context import Context
-from profile_service.errors import InvalidLink, InvalidResetToken, ValidationFailed
+from profile_service.errors import InvalidResetToken, ValidationFailed
 from profile_service.models import User
 from profile_service.views import iso
 
@@ -67,15 +66,21 @@ async def _set_password_with_token(ctx: Context, body: dict[str, Any], purpose: 
     user = await users_repo.get(ctx.pool, user_id) if user_id else None
     if user is None or not isinstance(token, str):
         raise InvalidResetToken()
+    if purpose == tokens_repo.INVITE and user.password_hash is not None:
+        raise InvalidResetToken()  # an invitation sets the first password only, never overwrites one
     errors = new_password_errors(body.get("new_password"), body.get("confirm_password"), user)
     if errors:
         raise ValidationFailed(errors)
     new_hash = await ctx.hasher.hash(body["new_password"])
     async with ctx.pool.acquire() as conn, conn.transaction():
-        if await tokens_repo.use(conn, token, purpose) != user.id:
+        current = await users_repo.get(conn, user.id, for_update=True)  # serialises with other password writes
+        if await tokens_repo.use(conn, token, purpose) != user.id or current is None:
             raise InvalidResetToken()  # used by a concurrent request meanwhile
-        await users_repo.set_password_hash(conn, user.id, new_hash)
-        await sessions_repo.delete_all(conn, user.id)
+        if purpose == tokens_repo.INVITE and current.password_hash is not None:
+            raise InvalidResetToken()
+        await users_repo.set_new_password(conn, user.id, new_hash)
+        await tokens_repo.void_all(conn, user.id)  # any other link mailed before this one is void now
+        await sessions.end_all(conn, user.id)
         await throttle.record_success(conn, user.id)
         if purpose == tokens_repo.RESET:
             await enqueue(conn, PasswordChanged(user_id=user.id, method="reset"), source=SERVICE)
@@ -91,26 +96,3 @@ async def confirm_reset(ctx: Context, body: dict[str, Any], *, ip: str) -> None:
 
 async def accept_invitation(ctx: Context, body: dict[str, Any], *, ip: str) -> None:
     await _set_password_with_token(ctx, body, tokens_repo.INVITE, ip=ip)
-
-
-async def not_me(ctx: Context, token: Any, *, ip: str) -> None:
-    """A security email's "This wasn't me": end every session and email a reset link (link single use)."""
-    try:
-        claims = tokens.verify(ctx.settings.service_auth_key, tokens.NOT_ME, token if isinstance(token, str) else "")
-    except tokens.InvalidToken:
-        raise InvalidLink() from None
-    user_id, jti = claims.get("sub"), claims.get("jti")
-    if not isinstance(user_id, str) or not isinstance(jti, str):
-        raise InvalidLink()
-    try:
-        user = await users_repo.get(ctx.pool, user_id)
-    except ValueError:
-        raise InvalidLink() from None
-    if user is None:
-        raise InvalidLink()
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        if not await tokens_repo.spend_not_me(conn, jti, user.id):
-            raise InvalidLink()
-        await sessions_repo.delete_all(conn, user.id)
-        await issue_reset(conn, ctx, user)
-        await audit.record(conn, user.id, "not_me", ip=ip, detail="all sessions ended; reset link emailed")

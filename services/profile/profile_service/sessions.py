@@ -129,6 +129,19 @@ async def step_up(conn: asyncpg.Connection | asyncpg.Pool, session: Session) -> 
     return raw
 
 
+async def rotate(conn: asyncpg.Connection | asyncpg.Pool, session: Session) -> str:
+    """A new id for the same session (its privileges changed: impersonation, password change)."""
+    raw = new_session_id()
+    await sessions_repo.update(conn, session.id_hash, {"id_hash": hash_id(raw), "last_seen_at": "now"})
+    return raw
+
+
+async def end_all(conn: asyncpg.Connection, user_id: str) -> None:
+    """Every session of the account ends, the admins' sessions viewing it included."""
+    await sessions_repo.delete_all(conn, user_id)
+    await sessions_repo.delete_viewing(conn, user_id)
+
+
 async def logout(pool: asyncpg.Pool, session: Session, *, ip: str) -> None:
     async with pool.acquire() as conn, conn.transaction():
         await sessions_repo.delete(conn, session.id_hash)

@@ -25,6 +25,12 @@ _INSERT = """
 INSERT INTO password_tokens (token_hash, user_id, purpose, expires_at)
 VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING expires_at
 """
+# Every open link of the account (reset and invitation): after a password or address change, a completed
+# reset, or a "This wasn't me", a link mailed earlier must not work any more.
+_VOID_ALL = """
+UPDATE password_tokens SET voided_at = now()
+WHERE user_id = $1 AND used_at IS NULL AND voided_at IS NULL
+"""
 _FIND_USABLE = """
 SELECT user_id FROM password_tokens
 WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND voided_at IS NULL AND expires_at > now()
@@ -39,6 +45,7 @@ _RECENT_COUNT = """
 SELECT count(*) FROM password_tokens
 WHERE user_id = $1 AND purpose = $2 AND created_at > now() - make_interval(secs => $3)
 """
+_NOT_ME_SPENT = "SELECT 1 FROM not_me_uses WHERE jti = $1"
 _SPEND_NOT_ME = "INSERT INTO not_me_uses (jti, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1"
 
 
@@ -58,6 +65,11 @@ async def issue(conn: asyncpg.Connection, user_id: str, purpose: str, *, lifetim
     return token, expires_at
 
 
+async def void_all(conn: Conn, user_id: str) -> None:
+    """Void every unused reset and invitation token of the user."""
+    await conn.execute(_VOID_ALL, uuid.UUID(user_id))
+
+
 async def find_usable(conn: Conn, token: str, purpose: str) -> str | None:
     user_id = await conn.fetchval(_FIND_USABLE, hash_token(token), purpose)
     return str(user_id) if user_id else None
@@ -70,6 +82,10 @@ async def use(conn: asyncpg.Connection, token: str, purpose: str) -> str | None:
 
 async def recent_count(conn: Conn, user_id: str, purpose: str, *, window_seconds: int) -> int:
     return int(await conn.fetchval(_RECENT_COUNT, uuid.UUID(user_id), purpose, window_seconds))
+
+
+async def not_me_spent(conn: Conn, jti: str) -> bool:
+    return bool(await conn.fetchval(_NOT_ME_SPENT, jti))
 
 
 async def spend_not_me(conn: asyncpg.Connection, jti: str, user_id: str) -> bool:

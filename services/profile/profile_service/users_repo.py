@@ -37,11 +37,28 @@ INSERT INTO users (id, email, name, role, client_id, title, mobile, phone, passw
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
 _SET_PASSWORD = "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1"  # noqa: S105
+# A password the person chose (change, reset, invitation), as opposed to a re-hash of the same password.
+_SET_NEW_PASSWORD = "UPDATE users SET password_hash = $2, password_changed_at = now(), updated_at = now() WHERE id = $1"  # noqa: S105
+# Voids a password set after `$2` (an undo of an address change: the attacker may have set it).
+_CLEAR_HASH_SET_SINCE = """
+UPDATE users SET password_hash = NULL, updated_at = now()
+WHERE id = $1 AND password_changed_at >= $2
+RETURNING 1
+"""
 _EMAIL_TAKEN = "SELECT 1 FROM users WHERE lower(email) = lower($1) AND id IS DISTINCT FROM $2"
 # Only a newer mfa event may change the projection: events can arrive out of order.
 _SET_TWO_FACTOR = """
 UPDATE users SET two_factor_enabled = $2, two_factor_changed_at = $3
 WHERE id = $1 AND (two_factor_changed_at IS NULL OR two_factor_changed_at <= $3)
+"""
+_RECORD_EMAIL_CHANGE = """
+INSERT INTO email_changes (event_id, user_id, old_email, new_email) VALUES ($1, $2, $3, $4)
+"""
+# Taken once (the undo marks it), for this user only.
+_TAKE_EMAIL_CHANGE = """
+UPDATE email_changes SET undone_at = now()
+WHERE event_id = $1 AND user_id = $2 AND undone_at IS NULL
+RETURNING old_email, new_email, changed_at
 """
 _UPDATABLE = ("email", "name", "client_id", "title", "mobile", "phone")
 
@@ -106,8 +123,30 @@ async def set_password_hash(conn: Conn, user_id: str, password_hash: str) -> Non
     await conn.execute(_SET_PASSWORD, uuid.UUID(user_id), password_hash)
 
 
+async def set_new_password(conn: Conn, user_id: str, password_hash: str) -> None:
+    await conn.execute(_SET_NEW_PASSWORD, uuid.UUID(user_id), password_hash)
+
+
+async def clear_password_set_since(conn: Conn, user_id: str, since: datetime) -> bool:
+    """Remove the password when it was set at or after `since`; True when it was."""
+    return bool(await conn.fetchval(_CLEAR_HASH_SET_SINCE, uuid.UUID(user_id), since))
+
+
 async def set_two_factor(conn: Conn, user_id: str, enabled: bool, at: datetime) -> None:
     await conn.execute(_SET_TWO_FACTOR, uuid.UUID(user_id), enabled, at)
+
+
+async def record_email_change(conn: Conn, event_id: str, user_id: str, old_email: str, new_email: str) -> None:
+    await conn.execute(_RECORD_EMAIL_CHANGE, uuid.UUID(event_id), uuid.UUID(user_id), old_email, new_email)
+
+
+async def take_email_change(conn: Conn, event_id: str, user_id: str) -> asyncpg.Record | None:
+    """The not-yet-undone address change `event_id` of `user_id` (old_email, new_email, changed_at), marked undone."""
+    try:
+        key = uuid.UUID(event_id)
+    except ValueError:
+        return None
+    return await conn.fetchrow(_TAKE_EMAIL_CHANGE, key, uuid.UUID(user_id))
 
 
 async def insert_client(conn: Conn, name: str) -> Client:
