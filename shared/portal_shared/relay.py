@@ -3,7 +3,8 @@
 Delivery is at-least-once: a row is marked sent only after the broker confirmed it, so a crash between
 confirm and commit republishes that batch (consumers dedupe by message id). Rows are claimed with
 FOR UPDATE SKIP LOCKED and stay locked until marked, so replicas (and this relay's own workers) share
-the work and never publish the same row at the same time.
+the work and never publish the same row at the same time. A row marked sent loses its secret data fields
+(reset and invitation links): the broker has the event, and the kept row must hold no usable token.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from portal_shared import broker
 from portal_shared.doorbell import Doorbell
+from portal_shared.events.contracts import SECRET_DATA_FIELDS
 from portal_shared.metrics import (
     OUTBOX_LAG_SECONDS,
     OUTBOX_PRUNED,
@@ -40,7 +42,18 @@ ORDER BY next_attempt_at, created_at
 LIMIT $1
 FOR UPDATE SKIP LOCKED
 """
-_MARK_SENT = "UPDATE outbox SET published_at = now(), last_error = NULL WHERE id = ANY($1::uuid[])"
+# Marking a row sent also drops its secret data fields ($2, SECRET_DATA_FIELDS: reset and invitation
+# links), in the same statement: the published row is kept for the retention period, and no stored copy
+# may hold a usable token once the broker has the event.
+_MARK_SENT = """
+UPDATE outbox
+SET published_at = now(),
+    last_error = NULL,
+    body = CASE WHEN jsonb_typeof(body -> 'data') = 'object' AND (body -> 'data') ?| $2::text[]
+                THEN jsonb_set(body, '{data}', (body -> 'data') - $2::text[])
+                ELSE body END
+WHERE id = ANY($1::uuid[])
+"""
 # An unroutable or refused row waits with exponential backoff instead of blocking the rows behind it.
 _MARK_FAILED = """
 UPDATE outbox
@@ -166,7 +179,7 @@ class OutboxRelay:
                                            return_exceptions=True)
             sent = [row["id"] for row, result in zip(rows, results, strict=True) if result is None]
             if sent:
-                await conn.execute(_MARK_SENT, sent)
+                await conn.execute(_MARK_SENT, sent, list(SECRET_DATA_FIELDS))
             unanswered: BaseException | None = None
             for row, result in zip(rows, results, strict=True):
                 if result is None:

@@ -146,7 +146,12 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     RecoveryCodesRegenerated, RecoveryCodeUsed, MfaResetByAdmin, EmailChanged, ChangeUndone,
 )
 
+# Data fields whose value is a usable secret: a link carrying a single-use token (reset, invitation).
+# Once an event is delivered no stored copy needs them: the relay drops them from the outbox row it
+# marks sent, and the consumer from a message it dead-letters.
+SECRET_DATA_FIELDS: tuple[str, ...] = ("reset_url", "set_password_url")
+
 # The one place that maps (type, version) to a class.
 REGISTRY: dict[tuple[str, int], type[Event]] = {(cls.type, cls.version): cls for cls in ALL_EVENTS}
 
-__all__ = [cls.__name__ for cls in ALL_EVENTS] + ["ALL_EVENTS", "REGISTRY", "Event"]
+__all__ = [cls.__name__ for cls in ALL_EVENTS] + ["ALL_EVENTS", "REGISTRY", "SECRET_DATA_FIELDS", "Event"]

@@ -10,7 +10,14 @@ from datetime import timedelta
 import aio_pika
 import pytest
 from portal_shared.events import decode
-from portal_shared.events.contracts import MfaResetByAdmin, TotpDisabled, TotpEnabled
+from portal_shared.events.contracts import (
+    SECRET_DATA_FIELDS,
+    MfaResetByAdmin,
+    PasswordResetRequested,
+    TotpDisabled,
+    TotpEnabled,
+    UserInvited,
+)
 from portal_shared.outbox import enqueue
 
 from tests.integration.backbone.backbone_support import Backbone, metric, wait_until
@@ -144,3 +151,37 @@ async def test_outbox_body_is_the_encoded_envelope(backbone: Backbone) -> None:
     body = await backbone.pool.fetchval("SELECT body::text FROM outbox WHERE id = $1", envelope.id)
     assert json.loads(body)["id"] == envelope.id
     assert decode(body) == envelope
+
+
+async def test_published_rows_keep_no_link(backbone: Backbone) -> None:
+    """Reset and invitation links leave the outbox row in the statement that marks it sent; the published
+    message still had them, and the rest of the row (and of rows without links) is unchanged."""
+    _, queue = await backbone.test_queue("profile.*", "mfa.*")
+    reset_url = "http://localhost:8080/portal/reset-password?token=reset-secret-1"
+    invite_url = "http://localhost:8080/portal/accept-invite?token=invite-secret-2"
+    reset = await backbone.write(PasswordResetRequested(user_id="u1", email="a@client.example", reset_url=reset_url,
+                                                        expires_at="2030-01-01T00:00:00Z"))
+    invite = await backbone.write(UserInvited(user_id="u2", email="b@client.example", name="B",
+                                              set_password_url=invite_url, expires_at="2030-01-01T00:00:00Z"))
+    plain = await backbone.write(TotpEnabled(user_id="u3"))
+    stored_before = await backbone.pool.fetchval("SELECT body::text FROM outbox WHERE id = $1", plain.id)
+
+    relay = backbone.relay()
+    assert await relay.publish_batch() == 3
+    published = {m.message_id: json.loads(m.body) for m in await backbone.drain(queue, 3, within=5)}
+    assert published[reset.id]["data"]["reset_url"] == reset_url
+    assert published[invite.id]["data"]["set_password_url"] == invite_url
+
+    rows = {str(r["id"]): r for r in await backbone.pool.fetch(
+        "SELECT id, body::text AS body, published_at FROM outbox")}
+    assert all(row["published_at"] is not None for row in rows.values())
+    for envelope in (reset, invite):
+        text = rows[envelope.id]["body"]
+        assert "token=" not in text and "secret" not in text
+        stored = json.loads(text)
+        assert not set(SECRET_DATA_FIELDS) & set(stored["data"])
+        expected = json.loads(json.dumps(published[envelope.id]))  # a deep copy
+        for name in SECRET_DATA_FIELDS:
+            expected["data"].pop(name, None)
+        assert stored == expected  # only the links are gone
+    assert rows[plain.id]["body"] == stored_before
