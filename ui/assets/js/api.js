@@ -59,7 +59,8 @@ export function rememberCsrfToken(token) {
   if (typeof token === "string") csrfFallback = token;
 }
 
-export async function api(method, path, body) {
+/** Like api(), but answers { data, headers } (for the few answers that say something in a header). */
+export async function apiResponse(method, path, body) {
   const headers = { Accept: "application/json, application/problem+json" };
   const init = { method, headers, credentials: "same-origin", cache: "no-store" };
   if (body !== undefined) {
@@ -86,7 +87,11 @@ export async function api(method, path, body) {
     }
   }
   if (!response.ok) throw new ApiError(response.status, data, response.headers.get("Retry-After"));
-  return data;
+  return { data, headers: response.headers };
+}
+
+export async function api(method, path, body) {
+  return (await apiResponse(method, path, body)).data;
 }
 
 export const get = (path) => api("GET", path);

@@ -1,6 +1,6 @@
-// "This wasn't me" from a security email: end every session and email a reset link.
+// "This wasn't me" from a security email: undo the change it reported, end every session, email a reset link.
 // Nothing happens until the person confirms (mail scanners open links on their own).
-import { ApiError, post } from "./api.js";
+import { ApiError, apiResponse } from "./api.js";
 import { $, queryParam, ready, show } from "./dom.js";
 import { busy, clearErrors, showError } from "./forms.js";
 
@@ -20,7 +20,9 @@ if (!token) {
     clearErrors(form);
     await busy(form, async () => {
       try {
-        await post("/api/auth/not-me", { token });
+        const { headers } = await apiResponse("POST", "/api/auth/not-me", { token });
+        // The undo removed the account's last second factor: say so (the email says it too).
+        show($("#two-factor-off"), headers.get("X-Portal-Two-Factor") === "off");
         showStep("done-step");
       } catch (error) {
         if (error instanceof ApiError && [400, 401, 404, 409, 410].includes(error.status)) showStep("invalid-step");
