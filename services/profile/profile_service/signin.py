@@ -1,8 +1,11 @@
 """Signing in: the password step, the second-factor steps (checked by mfa) and passkey sign-in.
 
 Every path answers a wrong email, a wrong password and a throttled account alike (same status, body
-and, by verifying a dummy hash, the same time). The account throttle counts failures of every factor
-and is cleared only by a complete sign-in, so a known password does not buy unlimited code guesses.
+and, by verifying a dummy hash and running the same statements, the same time). The throttle counts
+failures of every factor and is cleared only by a complete sign-in, so a known password does not buy
+unlimited code guesses. It counts per known device when the browser's device cookie names one of the
+account's devices, else on the account's untrusted counter (throttle.py, devices.py); a completed
+sign-in makes the browser a known device. A passkey is not guessable: password locks never refuse it.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import structlog
 
-from profile_service import audit, sessions, sessions_repo, throttle, users_repo
+from profile_service import audit, devices, sessions, sessions_repo, throttle, users_repo
 from profile_service.context import Context
 from profile_service.errors import BadCredentials, Conflict, NotSignedIn, SecondFactorFailed, SignInExpired
 from profile_service.models import SECOND_FACTOR_REQUIRED, SIGNED_IN, VOID, Session, User
@@ -31,6 +35,8 @@ class SignInResult:
     second_factors: list[str] | None = None
     recovery_codes_remaining: int | None = None
     with_second_factor: bool = False
+    device_cookie: str | None = None  # set on a completed sign-in: the browser's (new) device cookie
+    new_device: bool = False  # completed from a browser that was not a known device of the account
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"state": self.state}
@@ -41,55 +47,74 @@ class SignInResult:
         return body
 
 
-async def check_password(ctx: Context, user: User | None, password: str, *, ip: str, flow: str) -> bool:
-    """Verify a password against the account, counting failures; a locked account always fails.
+def _counter(device: devices.Device | None) -> bytes | None:
+    """What throttle calls the counter of an attempt: a known device's token hash, else None (untrusted)."""
+    return device.token_hash if device is not None else None
 
-    With no account (or a locked one) a dummy hash is verified, so every answer takes one verification.
+
+async def check_password(ctx: Context, user: User | None, password: str, *, ip: str, flow: str,
+                         device: devices.Device | None = None) -> bool:
+    """Verify a password against the account, counting failures; a locked counter always fails.
+
+    `device`: the account's known device this attempt comes from (its counter and lock apply), else the
+    account's untrusted counter does. With no account (or a locked one) a dummy hash is verified and a
+    failure runs the same recording statement, so every answer takes the same work.
     """
-    locked = user is not None and throttle.is_locked(user.locked_until)
+    lock = device.locked_until if device is not None else (user.locked_until if user is not None else None)
+    locked = throttle.is_locked(lock)
     usable = user is not None and not locked and len(password) <= MAX_PASSWORD_INPUT
     ok = await ctx.hasher.verify(user.password_hash if usable and user else None,
                                  password[:MAX_PASSWORD_INPUT])
-    if user is None:
-        return False
-    if not ok:
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            now_locked = await throttle.record_failure(conn, user.id)
-            detail = f"{flow}: wrong password" if not locked else f"{flow}: refused, account throttled"
-            await audit.record(conn, user.id, "password_failed", ip=ip, detail=detail)
-            if now_locked and not locked:
-                await audit.record(conn, user.id, "account_throttled", ip=ip, detail="too many failed attempts")
+    if not ok or user is None:
+        where = "known device" if device is not None else "untrusted browser"
+        await throttle.record_failure(ctx.pool, user.id if user else None, _counter(device),
+                                      type_="password_failed", ip=ip, detail=f"{flow}: wrong password ({where})",
+                                      refused_detail=f"{flow}: refused, throttled ({where})")
         return False
     if user.password_hash and ctx.hasher.needs_rehash(user.password_hash):
         await users_repo.set_password_hash(ctx.pool, user.id, await ctx.hasher.hash(password))
     return True
 
 
+async def _completed(conn: asyncpg.Connection, user: User, device: devices.Device | None,
+                     device_cookie: str | None) -> tuple[str, bool]:
+    """A sign-in completed in this browser (in the caller's transaction): clear the counter it would have
+    counted on and make the browser a known device; its new device cookie and whether it was known."""
+    if device is None:  # a known device's counter is cleared by `remember` (its row starts again)
+        await throttle.record_success(conn, user.id)
+    return await devices.remember(conn, device_cookie, user.id)
+
+
 async def login(ctx: Context, *, email: str, password: str, previous: Session | None, user_agent: str,
-                ip: str) -> SignInResult:
+                ip: str, device_cookie: str | None = None) -> SignInResult:
     user = await users_repo.get_by_email(ctx.pool, email) if email else None
-    if not await check_password(ctx, user, password, ip=ip, flow="sign-in"):
+    device = await devices.find(ctx.pool, device_cookie, user.id if user else None)
+    if not await check_password(ctx, user, password, ip=ip, flow="sign-in", device=device):
         raise BadCredentials()
     assert user is not None
     # The two-factor flag is raised by mfa before it commits turning two-factor on, so while it is down
     # mfa has no factor for this user and need not be asked; while it is up, mfa says which factors.
     factors = await ctx.mfa.factors(user.id) if user.two_factor_enabled else None
     state = SECOND_FACTOR_REQUIRED if factors is not None and factors.two_factor_enabled else SIGNED_IN
-    entry = ("signed_in", "password") if state == SIGNED_IN else ("password_accepted", "second factor required")
-    clear_throttle = state == SIGNED_IN and (user.failed_attempts > 0 or user.locked_until is not None)
-    if previous is None and not clear_throttle:  # the usual case: one statement, one round trip
-        raw = await sessions.start(ctx.pool, user_id=user.id, state=state, user_agent=user_agent, ip=ip, audit=entry)
-    else:
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            if previous is not None:
+    if state == SECOND_FACTOR_REQUIRED:  # nothing is cleared or remembered until the sign-in completes
+        entry = ("password_accepted", "second factor required")
+        if previous is None:  # the usual case: one statement, one round trip
+            raw = await sessions.start(ctx.pool, user_id=user.id, state=state, user_agent=user_agent, ip=ip,
+                                       audit=entry)
+        else:
+            async with ctx.pool.acquire() as conn, conn.transaction():
                 await sessions_repo.delete(conn, previous.id_hash)
-            if clear_throttle:
-                await throttle.record_success(conn, user.id)
-            raw = await sessions.start(conn, user_id=user.id, state=state, user_agent=user_agent, ip=ip, audit=entry)
-    if state == SIGNED_IN:
-        return SignInResult(raw, SIGNED_IN)
-    assert factors is not None
-    return SignInResult(raw, SECOND_FACTOR_REQUIRED, second_factors=factors.second_factors)
+                raw = await sessions.start(conn, user_id=user.id, state=state, user_agent=user_agent, ip=ip,
+                                           audit=entry)
+        assert factors is not None
+        return SignInResult(raw, SECOND_FACTOR_REQUIRED, second_factors=factors.second_factors)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        if previous is not None:
+            await sessions_repo.delete(conn, previous.id_hash)
+        raw = await sessions.start(conn, user_id=user.id, state=state, user_agent=user_agent, ip=ip,
+                                   audit=("signed_in", "password"))
+        cookie, known = await _completed(conn, user, device, device_cookie)
+    return SignInResult(raw, SIGNED_IN, device_cookie=cookie, new_device=not known)
 
 
 def pending(session: Session | None) -> Session:
@@ -104,8 +129,10 @@ def pending(session: Session | None) -> Session:
 
 
 async def second_factor(ctx: Context, session: Session | None, *, method: str, check: SecondFactorCheck,
-                        ip: str) -> SignInResult:
-    """Run one second-factor attempt for a pending sign-in; on success the session gets a new id."""
+                        ip: str, device_cookie: str | None = None) -> SignInResult:
+    """Run one second-factor attempt for a pending sign-in; on success the session gets a new id.
+
+    Failures count like password failures: on the browser's known device of the account, else untrusted."""
     session = pending(session)
     user = session.user
     limit = sessions.SECOND_FACTOR_ATTEMPTS
@@ -113,7 +140,8 @@ async def second_factor(ctx: Context, session: Session | None, *, method: str, c
     # sign-in get at most `limit` evaluations; the rest find no attempt left.
     if not await sessions_repo.reserve_second_factor_attempt(ctx.pool, session.id_hash, limit=limit):
         raise SignInExpired()
-    locked = await throttle.account_locked(ctx.pool, user.id)
+    device = await devices.find(ctx.pool, device_cookie, user.id)
+    locked = await throttle.locked(ctx.pool, user.id, _counter(device))
     try:
         ok, remaining = (False, None) if locked else await check()
     except Exception:
@@ -121,18 +149,18 @@ async def second_factor(ctx: Context, session: Session | None, *, method: str, c
         raise
     if not ok:
         async with ctx.pool.acquire() as conn, conn.transaction():
-            await throttle.record_failure(conn, user.id)
+            await throttle.record_failure(conn, user.id, _counter(device), type_="second_factor_failed", ip=ip,
+                                          detail=method, refused_detail=f"{method} (throttled)")
             await sessions_repo.void_if_attempts_spent(conn, session.id_hash, limit=limit)
-            await audit.record(conn, user.id, "second_factor_failed", ip=ip,
-                               detail=method + (" (account throttled)" if locked else ""))
         raise SecondFactorFailed()
     if remaining is None:
         remaining = (await ctx.mfa.factors(user.id)).recovery_codes_remaining
     async with ctx.pool.acquire() as conn, conn.transaction():
         raw = await sessions.complete_sign_in(conn, session)
-        await throttle.record_success(conn, user.id)
         await audit.record(conn, user.id, "signed_in", ip=ip, detail=f"password and {method}")
-    return SignInResult(raw, SIGNED_IN, recovery_codes_remaining=remaining, with_second_factor=True)
+        cookie, known = await _completed(conn, user, device, device_cookie)
+    return SignInResult(raw, SIGNED_IN, recovery_codes_remaining=remaining, with_second_factor=True,
+                        device_cookie=cookie, new_device=not known)
 
 
 async def webauthn_options(ctx: Context, session: Session | None) -> dict[str, Any]:
@@ -155,19 +183,24 @@ async def webauthn_check(ctx: Context, session: Session | None, credential: Any)
 
 
 async def passkey(ctx: Context, *, challenge_id: str | None, credential: Any, previous: Session | None,
-                  user_agent: str, ip: str) -> SignInResult:
-    """Sign in with a discoverable credential (a passkey with user verification): no password."""
+                  user_agent: str, ip: str, device_cookie: str | None = None) -> SignInResult:
+    """Sign in with a discoverable credential (a passkey with user verification): no password.
+
+    No throttle lock refuses it: those count guesses, and a passkey's signature cannot be guessed (mfa
+    checks it against a fresh single-use challenge), so a stranger's wrong passwords never block it."""
     if not challenge_id or not isinstance(credential, dict):
         raise BadCredentials("That passkey was not accepted.")
     user_id = await ctx.mfa.verify_webauthn(challenge_id, None, credential)
     user = await users_repo.get(ctx.pool, user_id) if user_id else None
-    if user is None or throttle.is_locked(user.locked_until):
+    if user is None:
         raise BadCredentials("That passkey was not accepted.")
+    device = await devices.find(ctx.pool, device_cookie, user.id)
     async with ctx.pool.acquire() as conn, conn.transaction():
         if previous is not None:
             await sessions_repo.delete(conn, previous.id_hash)
         raw = await sessions.start(conn, user_id=user.id, state=SIGNED_IN, user_agent=user_agent, ip=ip)
-        await throttle.record_success(conn, user.id)
         await audit.record(conn, user.id, "signed_in", ip=ip, detail="passkey")
+        cookie, known = await _completed(conn, user, device, device_cookie)
     remaining = (await ctx.mfa.factors(user.id)).recovery_codes_remaining
-    return SignInResult(raw, SIGNED_IN, recovery_codes_remaining=remaining, with_second_factor=True)
+    return SignInResult(raw, SIGNED_IN, recovery_codes_remaining=remaining, with_second_factor=True,
+                        device_cookie=cookie, new_device=not known)

@@ -56,19 +56,6 @@ async def test_five_wrong_codes_void_the_pending_sign_in(portal: ProfileHarness)
     assert (await again.post("/api/auth/login/totp", {"code": TOTP_CODE}))[0] == 200
 
 
-async def test_second_factor_failures_count_toward_the_account_throttle(portal: ProfileHarness) -> None:
-    """The counter is per account, not per flow: two pending sign-ins x 5 wrong codes lock the account."""
-    await portal.enable_totp(portal.demo_id)
-    for _ in range(2):
-        browser = await _pending(portal)
-        for _ in range(5):
-            assert (await browser.post("/api/auth/login/totp", {"code": "222222"}))[0] == 401
-    status, body = await portal.browser().post("/api/auth/login", {"email": DEMO_EMAIL, "password": PASSWORD})
-    assert status == 401 and body["type"].endswith("invalid-credentials")
-    assert await portal.db.fetchval("SELECT locked_until > now() FROM profile.users WHERE id = $1",
-                                    uuid.UUID(portal.demo_id))
-
-
 async def test_recovery_code_is_spent(portal: ProfileHarness) -> None:
     codes = await portal.enable_totp(portal.demo_id)
     browser = await _pending(portal)

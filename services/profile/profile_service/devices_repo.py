@@ -1,0 +1,73 @@
+"""SQL for known devices (table `devices`): one row per (device cookie hash, account)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A browser known to one account: it completed a sign-in there. Its own failure counter and lock."""
+
+    token_hash: bytes
+    user_id: str
+    created_at: datetime
+    last_sign_in_at: datetime
+    failed_attempts: int
+    locked_until: datetime | None
+
+
+# Stands in for the account when there is none (an unknown address): the same query runs and finds nothing.
+NO_USER = uuid.UUID(int=0)
+
+_FIND = """
+SELECT token_hash, user_id, created_at, last_sign_in_at, failed_attempts, locked_until
+FROM devices WHERE token_hash = $1 AND user_id = $2
+"""
+# A completed sign-in re-keys the browser (OWASP: a new device cookie at each successful sign-in), so a
+# value planted in or copied from the browser before this sign-in stops naming it. Every account the old
+# value knew moves to the new one; this account's row starts again with a clear counter, keeping the
+# date it was first seen. The account keeps at most $4 devices (the least recently used go), so
+# cookie-less clients that sign in often (scripts) cannot grow the table without bound.
+# (`stale` skips the old row: two deletes of one row in one statement would leave `previous` unpredictable.)
+_REMEMBER = """
+WITH moved AS (
+    UPDATE devices SET token_hash = $2
+    WHERE $1::bytea IS NOT NULL AND token_hash = $1 AND user_id <> $3
+), previous AS (
+    DELETE FROM devices WHERE $1::bytea IS NOT NULL AND token_hash = $1 AND user_id = $3
+    RETURNING created_at
+), stale AS (
+    DELETE FROM devices
+    WHERE user_id = $3 AND token_hash IS DISTINCT FROM $1 AND token_hash IN (
+        SELECT token_hash FROM devices WHERE user_id = $3 ORDER BY last_sign_in_at DESC OFFSET $4 - 1)
+)
+INSERT INTO devices (token_hash, user_id, created_at, last_sign_in_at)
+SELECT $2, $3, coalesce((SELECT created_at FROM previous), now()), now()
+RETURNING EXISTS (SELECT 1 FROM previous) AS known
+"""
+
+
+def _device(row: asyncpg.Record | None) -> Device | None:
+    if row is None:
+        return None
+    return Device(token_hash=row["token_hash"], user_id=str(row["user_id"]), created_at=row["created_at"],
+                  last_sign_in_at=row["last_sign_in_at"], failed_attempts=row["failed_attempts"],
+                  locked_until=row["locked_until"])
+
+
+async def find(conn: Conn, token_hash: bytes, user_id: str | None) -> Device | None:
+    return _device(await conn.fetchrow(_FIND, token_hash, uuid.UUID(user_id) if user_id else NO_USER))
+
+
+async def remember(conn: Conn, *, old_hash: bytes | None, new_hash: bytes, user_id: str, keep: int) -> bool:
+    """Re-key the browser from `old_hash` to `new_hash` and record its sign-in to `user_id`.
+
+    True when `old_hash` was already a known device of this account."""
+    return bool(await conn.fetchval(_REMEMBER, old_hash, new_hash, uuid.UUID(user_id), keep))
