@@ -20,10 +20,11 @@ from mfa_service.crypto import SecretBox
 from mfa_service.errors import domain_errors
 from mfa_service.factors import FactorService
 from mfa_service.identity import authenticate
-from mfa_service.keys import FACTORS, HTTP_CLIENT, RECOVERY, SETTINGS, TOTP, WEBAUTHN
+from mfa_service.keys import FACTORS, HTTP_CLIENT, RECOVERY, SETTINGS, TOTP, UNDO, WEBAUTHN
 from mfa_service.profile_client import ProfileClient
 from mfa_service.recovery_codes import RecoveryCodeService
 from mfa_service.totp import TotpService
+from mfa_service.undo import UndoService
 from mfa_service.users import HANDLERS
 from mfa_service.webauthn_keys import WebAuthnService
 
@@ -51,6 +52,7 @@ def _services(settings: Settings) -> runtime.CleanupCtx:
         app[TOTP] = TotpService(pool, box, hasher, confirmer, profile)
         app[WEBAUTHN] = WebAuthnService(pool, rp, hasher, profile)
         app[RECOVERY] = RecoveryCodeService(pool, hasher, confirmer)
+        app[UNDO] = UndoService(pool)
         yield
 
     return ctx

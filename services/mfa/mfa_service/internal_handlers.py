@@ -8,9 +8,11 @@ from typing import Any
 from aiohttp import web
 from portal_shared.web import json_response, no_content, read_json
 
-from mfa_service.errors import InvalidInput
+from mfa_service import serialize
+from mfa_service.errors import InvalidInput, MalformedInput
 from mfa_service.identity import valid_user_id
-from mfa_service.keys import FACTORS, RECOVERY, TOTP, WEBAUTHN
+from mfa_service.keys import FACTORS, RECOVERY, TOTP, UNDO, WEBAUTHN
+from mfa_service.undo import UndoRequest
 
 
 def _user_id(value: Any, field: str = "user_id") -> str:
@@ -73,6 +75,16 @@ async def reset(request: web.Request) -> web.Response:
     return no_content()
 
 
+async def undo(request: web.Request) -> web.Response:
+    """A "This wasn't me" undo of one reported change (undo.py); 400 for a body it cannot act on."""
+    user_id = request.match_info["user_id"]
+    if not valid_user_id(user_id):
+        raise MalformedInput("The user id is not valid.")
+    result = await request.app[UNDO].undo(user_id, UndoRequest.parse(await read_json(request)))
+    return json_response({"undone": result.undone, "two_factor_enabled": result.two_factor_enabled,
+                          "at": serialize.timestamp(result.at)})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/internal/users/{user_id}/factors", factors)
     app.router.add_post("/internal/verify/totp", verify_totp)
@@ -80,3 +92,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/internal/webauthn/options", webauthn_options)
     app.router.add_post("/internal/verify/webauthn", verify_webauthn)
     app.router.add_post("/internal/users/{user_id}/reset", reset)
+    app.router.add_post("/internal/users/{user_id}/undo", undo)

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from mfa_service.identity import Identity
     from mfa_service.recovery_codes import RecoveryCodeService
     from mfa_service.totp import TotpService
+    from mfa_service.undo import UndoService
     from mfa_service.webauthn_keys import WebAuthnService
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -21,4 +22,5 @@ FACTORS: web.AppKey[FactorService] = web.AppKey("factors")
 TOTP: web.AppKey[TotpService] = web.AppKey("totp")
 WEBAUTHN: web.AppKey[WebAuthnService] = web.AppKey("webauthn")
 RECOVERY: web.AppKey[RecoveryCodeService] = web.AppKey("recovery")
+UNDO: web.AppKey[UndoService] = web.AppKey("undo")
 IDENTITY: web.RequestKey[Identity] = web.RequestKey("identity")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 
 INSERT = "INSERT INTO recovery_codes (user_id, code_hash) SELECT $1, unnest($2::bytea[])"
@@ -14,6 +16,7 @@ RETURNING 1
 """
 REMAINING = "SELECT count(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL"
 EXISTS = "SELECT EXISTS (SELECT 1 FROM recovery_codes WHERE user_id = $1)"
+DELETE_CREATED_UNTIL = "DELETE FROM recovery_codes WHERE user_id = $1 AND created_at <= $2"
 
 
 async def replace(conn: asyncpg.Connection, user_id: str, hashes: list[bytes]) -> None:
@@ -35,3 +38,8 @@ async def remaining(conn: asyncpg.Connection | asyncpg.Pool, user_id: str) -> in
 
 async def exist(conn: asyncpg.Connection | asyncpg.Pool, user_id: str) -> bool:
     return bool(await conn.fetchval(EXISTS, user_id))
+
+
+async def delete_created_until(conn: asyncpg.Connection, user_id: str, until: datetime) -> int:
+    """Void the codes (used or not) created at or before `until`; how many were voided."""
+    return int((await conn.execute(DELETE_CREATED_UNTIL, user_id, until)).split()[-1])

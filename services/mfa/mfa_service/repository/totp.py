@@ -46,6 +46,10 @@ RETURNING 1
 """
 DELETE_ENABLED = "DELETE FROM totp_secrets WHERE user_id = $1 AND enabled_at IS NOT NULL RETURNING 1"
 DELETE_ALL = "DELETE FROM totp_secrets WHERE user_id = $1"
+# The enabled app only if it was enabled no later than $2: an undo must not remove a later re-enrolment.
+DELETE_ENABLED_UNTIL = """
+DELETE FROM totp_secrets WHERE user_id = $1 AND enabled_at IS NOT NULL AND enabled_at <= $2 RETURNING 1
+"""
 
 
 def _row(record: asyncpg.Record | None) -> TotpRow | None:
@@ -77,3 +81,8 @@ async def delete_enabled(conn: asyncpg.Connection, user_id: str) -> bool:
 
 async def delete_all(conn: asyncpg.Connection, user_id: str) -> None:
     await conn.execute(DELETE_ALL, user_id)
+
+
+async def delete_enabled_until(conn: asyncpg.Connection, user_id: str, until: datetime) -> bool:
+    """Remove the enabled app if it was enabled at or before `until`; True when one was removed."""
+    return bool(await conn.fetchval(DELETE_ENABLED_UNTIL, user_id, until))
