@@ -9,6 +9,7 @@ with axe-core; console errors and CSP violations fail the test.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import threading
 import time
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, TypeVar
 
+import asyncpg
 import pyotp
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
@@ -505,6 +507,64 @@ def test_security_key_as_the_second_factor(page: Page, page_watch: PageWatch, re
     page.get_by_role("button", name="Use Security Key").click()
     on_profile(page)
     expect(page.get_by_role("heading", level=1)).to_have_text(user.name)
+    page_watch.assert_clean()
+
+
+def age_browser_session(page: Page, real: Real, portal_stack: Any) -> None:
+    """Make this browser's session a sign-in of 11 minutes ago, never re-authenticated (in the stack's DB)."""
+    [cookie] = [c for c in page.context.cookies(real.base_url) if c["name"] == "portal_session"]
+    digest = hashlib.sha256(cookie["value"].encode()).digest()
+
+    async def age() -> str:
+        conn = await asyncpg.connect(portal_stack.postgres.admin_dsn.rsplit("/", 1)[0] + "/portal")
+        try:
+            return str(await conn.execute("UPDATE profile.sessions SET auth_at = now() - interval '11 minutes', "
+                                          "reauth_at = NULL WHERE id_hash = $1", digest))
+        finally:
+            await conn.close()
+
+    assert real.api.run(age) == "UPDATE 1"
+
+
+def confirm_its_me(page: Page, real: Real, user: User, name: str) -> None:
+    dialog = page.get_by_role("dialog", name="Confirm it's you")
+    expect(dialog).to_be_visible()
+    check(page, name)
+    dialog.get_by_label("Password").fill(user.password)
+    dialog.get_by_role("button", name="Confirm").click()
+    expect(dialog).to_be_hidden()
+
+
+def test_adding_a_factor_long_after_sign_in_asks_to_confirm_its_you(page: Page, page_watch: PageWatch, real: Real,
+                                                                     portal_stack: Any) -> None:
+    """Security issue #13: adding a factor needs a recent sign-in; the page asks for the password, then goes on."""
+    user = real.new_user("stale")
+    cdp, authenticator = add_virtual_authenticator(page, resident_key=False)
+    sign_in(page, real, user)
+    security_tab(page)
+    page_watch.allow(r"status of 403")
+
+    age_browser_session(page, real, portal_stack)
+    page.get_by_role("button", name="Enable").click()
+    confirm_its_me(page, real, user, "reauth-totp")
+    expect(page.get_by_alt_text("QR code for setting up your authenticator app")).to_be_visible()
+    secret = page.locator("#totp-secret").inner_text().strip()
+    page.get_by_label("6-digit code").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Verify").click()
+    save_codes(page, "reauth-totp-codes")
+    expect(page.locator("#totp-badge")).to_have_text("Enabled")
+
+    # Asked before the browser's key ceremony: exactly one credential is created, and it is the one saved.
+    age_browser_session(page, real, portal_stack)
+    page.get_by_role("button", name="Add Key").click()
+    confirm_its_me(page, real, user, "reauth-key")
+    name_dialog = page.get_by_role("dialog", name="Name this key")
+    name_dialog.get_by_label("Key name").fill("Desk key")
+    name_dialog.get_by_role("button", name="Save Key").click()
+    expect(name_dialog).to_be_hidden()
+    expect(page.locator("#keys-list")).to_contain_text("Desk key")
+    assert len(virtual_credentials(cdp, authenticator)) == 1
+    check(page, "reauth-key-added")
     page_watch.assert_clean()
 
 

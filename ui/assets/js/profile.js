@@ -241,7 +241,9 @@ function setupTotp() {
     say($("#mfa-error"), "");
     button.disabled = true;
     try {
-      const answer = await post("/api/mfa/totp/setup");
+      // Adding a factor needs a recent sign-in: withReauth asks for the password, then carries on.
+      const answer = await withReauth(() => post("/api/mfa/totp/setup"));
+      if (answer === CANCELLED) return;
       $("#totp-qr").src = `data:image/svg+xml;base64,${base64FromText(answer.qr_svg)}`;
       $("#totp-secret").textContent = answer.secret;
       form.reset();
@@ -271,7 +273,9 @@ function setupTotp() {
     }
     await busy(form, async () => {
       try {
-        const answer = await post("/api/mfa/totp/verify", { code });
+        // Asked again here: the pending setup (15 minutes) can outlive the 10-minute re-authentication.
+        const answer = await withReauth(() => post("/api/mfa/totp/verify", { code }));
+        if (answer === CANCELLED) return;
         show(setup, false);
         await showCodes(answer && answer.recovery_codes);
         await reloadMfa();
@@ -316,6 +320,11 @@ async function withReauth(action) {
   }
 }
 
+/** An error for a form's message line when the user closed the re-authentication dialog. */
+function reauthCancelled(message) {
+  return Object.assign(new Error(message), { userMessage: message });
+}
+
 async function removeKey(key, button) {
   say($("#mfa-error"), "");
   const sure = await confirmDialog({
@@ -349,7 +358,12 @@ function setupKeys() {
     add.disabled = true;
     let credential;
     try {
-      const options = await post("/api/mfa/webauthn/register/options");
+      // Re-authenticate before the browser's key ceremony, so the credential it creates is not wasted.
+      const options = await withReauth(() => post("/api/mfa/webauthn/register/options"));
+      if (options === CANCELLED) {
+        add.disabled = false;
+        return;
+      }
       credential = await createCredential(options);
     } catch (error) {
       add.disabled = false;
@@ -368,7 +382,12 @@ function setupKeys() {
       value: isPasskey ? "Passkey" : "Security key",
       confirmLabel: "Save Key",
       required: "Enter a name for the key.",
-      submit: (name) => post("/api/mfa/webauthn/register", { credential, name: name.trim() }),
+      // The server keeps the challenge when it asks for re-authentication: the same credential is sent again.
+      submit: async (name) => {
+        const answer = await withReauth(() => post("/api/mfa/webauthn/register", { credential, name: name.trim() }));
+        if (answer === CANCELLED) throw reauthCancelled("Confirm it's you to save the key.");
+        return answer;
+      },
     });
     if (!result) return;
     say($("#keys-status"), `Added “${result.key ? result.key.name : "security key"}”.`);
