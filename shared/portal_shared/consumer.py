@@ -4,11 +4,18 @@
   duplicated message finds it and has no second effect.
 - A handler whose whole effect is one SQL statement (`OneStatement`) records the inbox row in that same
   statement: one round trip per event instead of BEGIN, claim, effect, COMMIT.
-- Malformed or unknown messages are rejected without requeue: the queue dead-letters them at once.
+- Malformed or unknown messages are dead-lettered at once.
 - A handler failure waits (backoff grows with RabbitMQ's x-delivery-count) and then requeues; on its
   `delivery_limit`-th delivery the message is dead-lettered instead (the queue's x-delivery-limit is the
   backstop for a message that kills the process). Only the failing message waits: the others keep
   flowing through the remaining prefetch slots.
+- Dead-lettering is a scrubbed copy (no reset or invitation link, no `token=` value) published to the
+  dead-letter exchange with confirms, and only then the ack of the original: a usable token never sits in
+  `<service>.dead-letter`. What the broker dead-letters by itself (the x-delivery-limit backstop of a
+  crash loop, or the reject this falls back to when the copy cannot be published) arrives raw; it is
+  scrubbed in place at the next consumer start (a crash loop restarts the consumer) and by every
+  `python -m portal_shared.dlq list|replay|scrub`. Those are rare, short windows, and nothing is ever
+  lost to scrubbing (each raw message is acked only after its copy was confirmed).
 - While the database is unreachable the message is retried in place, unacked, without spending its
   deliveries: an outage of our own database must not dead-letter security events.
 """
@@ -27,6 +34,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
 from portal_shared import broker
+from portal_shared.dlq import publish_dead_letter, scrub_dead_letters
 from portal_shared.events import Envelope, UnknownEventError, decode
 from portal_shared.metrics import CONSUMED, DEAD_LETTERED, DUPLICATES_SKIPPED, RETRIED
 
@@ -125,6 +133,9 @@ class EventConsumer:
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
         self._in_flight: set[asyncio.Task[object]] = set()
+        self._dead_letter_channel: AbstractChannel | None = None
+        self._dead_letter_lock = asyncio.Lock()
+        self._scrub_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Declare the topology (idempotent) and start consuming; the robust channel resumes by itself."""
@@ -134,6 +145,25 @@ class EventConsumer:
                                                    delivery_limit=self._delivery_limit)
         self._channel, self._queue = channel, queue
         self._consumer_tag = await queue.consume(self.on_message, no_ack=False)
+        # In the background: a long dead-letter queue must not delay the service's start.
+        self._scrub_task = asyncio.create_task(self._scrub_dead_letters(), name=f"{self._service}-dlq-scrub")
+
+    async def scrub_finished(self) -> None:
+        """Wait for the dead-letter scrub that `start` began (tests; operators have `dlq scrub`)."""
+        if self._scrub_task is not None:
+            await asyncio.gather(self._scrub_task, return_exceptions=True)
+
+    async def _scrub_dead_letters(self) -> None:
+        """Rewrite what the broker dead-lettered raw (e.g. a crash loop, whose end is this very start)."""
+        try:
+            scrubbed = await scrub_dead_letters(self._connection, self._service)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the broker is away: the next start or `dlq scrub` does it
+            log.warning("dead_letter_scrub_failed", error=type(exc).__name__, detail=str(exc)[:200])
+            return
+        if scrubbed:
+            log.info("dead_letters_scrubbed", count=scrubbed)
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Stop taking messages, let the handlers in flight finish (up to `grace_seconds`), close the channel.
@@ -145,10 +175,15 @@ class EventConsumer:
                 await self._queue.cancel(self._consumer_tag, timeout=grace_seconds)
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=grace_seconds)
-        if self._channel is not None and not self._channel.is_closed:
-            with contextlib.suppress(*_CHANNEL_GONE, asyncio.TimeoutError):
-                await asyncio.wait_for(self._channel.close(), grace_seconds)
-        self._channel = self._queue = self._consumer_tag = None
+        if self._scrub_task is not None:
+            self._scrub_task.cancel()
+            await asyncio.gather(self._scrub_task, return_exceptions=True)
+            self._scrub_task = None
+        for channel in (self._channel, self._dead_letter_channel):
+            if channel is not None and not channel.is_closed:
+                with contextlib.suppress(*_CHANNEL_GONE, asyncio.TimeoutError):
+                    await asyncio.wait_for(channel.close(), grace_seconds)
+        self._channel = self._queue = self._consumer_tag = self._dead_letter_channel = None
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         task = asyncio.current_task()
@@ -166,7 +201,7 @@ class EventConsumer:
         except UnknownEventError as exc:
             DEAD_LETTERED.labels("malformed").inc()
             log.error("event_rejected", message_id=message.message_id, type=message.type, reason=str(exc))
-            await _settle(message.reject(requeue=False))
+            await self._dead_letter(message, "malformed", str(exc))
             return
         with structlog.contextvars.bound_contextvars(correlation_id=envelope.correlation_id,
                                                      event_id=envelope.id, event_type=envelope.type):
@@ -178,7 +213,7 @@ class EventConsumer:
             except PermanentError as exc:
                 DEAD_LETTERED.labels("permanent").inc()
                 log.error("event_dead_lettered", reason=str(exc))
-                await _settle(message.reject(requeue=False))
+                await self._dead_letter(message, "permanent", str(exc))
                 return
             except Exception as exc:
                 await self._retry_later(message, envelope, exc)
@@ -241,7 +276,7 @@ class EventConsumer:
             DEAD_LETTERED.labels("delivery_limit").inc()
             log.error("event_dead_lettered", reason="delivery limit reached", error=type(exc).__name__,
                       detail=str(exc)[:200], delivery=deliveries, limit=self._delivery_limit)
-            await _settle(message.reject(requeue=False))
+            await self._dead_letter(message, "delivery_limit", f"{type(exc).__name__}: {exc}")
             return
         delay = min(self._retry_base * 2 ** (deliveries - 1), self._retry_max)
         RETRIED.labels(envelope.type).inc()
@@ -250,6 +285,40 @@ class EventConsumer:
         # The delay holds one prefetch slot (not a hot requeue loop); the other slots keep flowing.
         await asyncio.sleep(delay)
         await _settle(message.nack(requeue=True))
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, cause: str, detail: str) -> None:
+        """Give up on `message`: a scrubbed copy to the dead-letter queue (confirmed), then ack the original.
+
+        If the copy cannot be published, the original is rejected and the broker dead-letters it raw
+        (at-least-once, so nothing is lost); the next scrub (consumer start, `dlq`) removes its link. A
+        copy confirmed whose ack is then lost makes a second copy at the redelivery: harmless, since a
+        replay is deduplicated by the inbox.
+        """
+        try:
+            channel = await self._confirm_channel()
+            await publish_dead_letter(channel, self._service, message, cause=cause, detail=detail)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("dead_letter_copy_failed", error=type(exc).__name__, detail=str(exc)[:200])
+            await self._drop_confirm_channel()
+            await _settle(message.reject(requeue=False))
+            return
+        await _settle(message.ack())
+
+    async def _confirm_channel(self) -> AbstractChannel:
+        async with self._dead_letter_lock:
+            if self._dead_letter_channel is None or self._dead_letter_channel.is_closed:
+                channel = self._connection.channel(publisher_confirms=True, on_return_raises=True)
+                await channel
+                self._dead_letter_channel = channel
+            return self._dead_letter_channel
+
+    async def _drop_confirm_channel(self) -> None:
+        channel, self._dead_letter_channel = self._dead_letter_channel, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(channel.close(), 2)
 
 
 async def _settle(outcome: Awaitable[None]) -> None:
