@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import sys
 
@@ -41,9 +42,14 @@ async def run(args: argparse.Namespace, database_url: str) -> int:
                                               limit=args.limit)
             print_jobs(rows)
             return 0
-        ids = await repository.retry_failed(conn, job_id=None if args.all_failed else args.id)
+        ids, link_lost = await repository.retry_failed(conn, job_id=None if args.all_failed else args.id)
+        for job_id in link_lost:
+            # Its one-time link was scrubbed when it failed: only a new reset or invitation can replace it.
+            print(f"job {job_id} carried a reset or invitation link that is no longer kept: ask for a new "
+                  "reset, or send a new invitation", file=sys.stderr)
         if args.id and not ids:
-            print(f"job {args.id} is not failed (or does not exist): nothing to retry", file=sys.stderr)
+            if not link_lost:
+                print(f"job {args.id} is not failed (or does not exist): nothing to retry", file=sys.stderr)
             return 1
         print(f"queued again: {len(ids)} job(s)")
         for job_id in ids:
@@ -66,6 +72,9 @@ def print_jobs(rows: list[asyncpg.Record]) -> None:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    # An address may be internationalised: never let a terminal without UTF-8 turn a listing into a crash.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     database_url = os.environ.get("DATABASE_URL", "").strip()
     if not database_url:
         print("notifier-service: required setting DATABASE_URL is not set", file=sys.stderr)

@@ -14,6 +14,7 @@ from datetime import datetime
 from portal_shared.consumer import Handler, OneStatement, PermanentError, Statement
 from portal_shared.events import (
     ALL_EVENTS,
+    EmailChanged,
     Envelope,
     PasswordResetRequested,
     UserCreated,
@@ -27,6 +28,7 @@ PROJECTION_EVENTS = (UserCreated, UserUpdated)
 EMAIL_EVENTS = tuple(cls for cls in ALL_EVENTS if cls not in PROJECTION_EVENTS)
 # The event id becomes the Message-ID's left part (RFC 5322 §3.6.4 dot-atom): refuse anything else.
 _EVENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+OLD, NEW = "old", "new"  # the copies of an address change's email
 
 
 def parse_timestamp(value: str, *, field: str) -> datetime:
@@ -47,18 +49,29 @@ def user_statement(envelope: Envelope) -> Statement:
                                   event_at=parse_timestamp(envelope.occurred_at, field="occurred_at"))
 
 
+def copies(envelope: Envelope) -> list[repository.Copy]:
+    """The emails an event asks for: one, to the user's address at send time, unless the event names it."""
+    event = envelope.event
+    if isinstance(event, UserInvited | PasswordResetRequested):
+        # These carry their own address: an invitee has no projection row yet, and a reset goes where asked.
+        return [repository.Copy(envelope.id, recipient=event.email)]
+    if isinstance(event, EmailChanged):
+        # Both addresses hear of it, each once: the old one (with the "This wasn't me" link that restores it)
+        # under its own job id and Message-ID, the new one under the event's.
+        return [repository.Copy(f"{envelope.id}.{OLD}", variant=OLD, recipient=event.old_email),
+                repository.Copy(envelope.id, variant=NEW, recipient=event.new_email)]
+    return [repository.Copy(envelope.id)]
+
+
 def email_statement(envelope: Envelope) -> Statement:
     event = envelope.event
     if not _EVENT_ID.match(envelope.id):
         raise PermanentError(f"event id {envelope.id[:80]!r} cannot name an email")
-    recipient: str | None = None
     expires_at: datetime | None = None
     if isinstance(event, UserInvited | PasswordResetRequested):
-        # These carry their own address: an invitee has no projection row yet, and a reset goes where asked.
-        recipient = event.email
         expires_at = parse_timestamp(event.expires_at, field="expires_at")
-    return repository.insert_job(
-        job_id=envelope.id, type=envelope.type, user_id=event.user_id, recipient=recipient,
+    return repository.insert_jobs(
+        event_id=envelope.id, type=envelope.type, user_id=event.user_id, copies=copies(envelope),
         data=dataclasses.asdict(event), occurred_at=parse_timestamp(envelope.occurred_at, field="occurred_at"),
         expires_at=expires_at, correlation_id=envelope.correlation_id,
     )

@@ -20,7 +20,7 @@ import jinja2
 import structlog
 from portal_shared.doorbell import Doorbell
 
-from notifier_service import emails, repository
+from notifier_service import addresses, emails, repository
 from notifier_service.config import Settings
 from notifier_service.mailer import (
     Mailer,
@@ -123,7 +123,7 @@ class Dispatcher:
             structlog.contextvars.bind_contextvars(event_id=job.id, event_type=job.type,
                                                    correlation_id=job.correlation_id or job.id)
             try:
-                server_down = await self._deliver(conn, mailer, job)
+                await self._deliver(conn, mailer, job)
             except ServerUnreachableError as exc:
                 # Give this job and the rest of the batch back unattempted; probe again shortly.
                 delay = backoff_seconds(mailer.unreachable_streak, base=self._config.retry_base_seconds,
@@ -136,51 +136,50 @@ class Dispatcher:
                 raise  # the database is unreachable: the worker backs off; leases bring the jobs back
             except Exception as exc:  # a bug must not stall the queue: this job waits, the others go on
                 log.exception("email_job_crashed")
+                mailer.drop()  # whatever state the crash left the SMTP session in, the next job starts afresh
                 await self._retry_later(conn, job, f"{type(exc).__name__}: {exc}", reason="error")
-                server_down = False
             finally:
                 structlog.contextvars.unbind_contextvars("event_id", "event_type", "correlation_id")
-            if server_down:
-                # No point trying the rest of the batch against a server we cannot reach.
-                delay = backoff_seconds(job.attempts, base=self._config.retry_base_seconds,
-                                        cap=self._config.retry_max_seconds)
-                await repository.release(conn, [j.id for j in jobs[index + 1:]], delay_seconds=delay)
-                return
 
-    async def _deliver(self, conn: asyncpg.Connection, mailer: Mailer, job: Job) -> bool:
-        """Send one job and record the outcome; True when the SMTP server could not be reached."""
+    async def _deliver(self, conn: asyncpg.Connection, mailer: Mailer, job: Job) -> None:
+        """Send one job and record the outcome. A transient SMTP failure reschedules only this job: the
+        mailer has reset or dropped its session, so the next job starts clean (or finds the server down)."""
         if job.expires_at is not None and job.expires_at <= datetime.now(UTC):
             await repository.mark_expired(conn, job.id)
             EMAILS_EXPIRED.labels(job.type).inc()
             log.info("email_expired", expires_at=job.expires_at.isoformat())
-            return False
+            return
         if job.recipient is None:
             # The user_created event has not arrived yet (events of different producers race): wait for it.
             await self._retry_later(conn, job, "recipient unknown: user not in the projection yet",
                                     reason="no_recipient")
-            return False
+            return
+        try:
+            to = addresses.recipient(job.recipient)
+        except addresses.UnusableAddress as exc:
+            await self._fail(conn, job, f"cannot be sent: {job.recipient!r} is {exc}", recipient=job.recipient)
+            return
         try:
             rendered = emails.render(job, base_url=self._settings.common.portal_base_url,
                                      key=self._settings.service_auth_key)
-            message = emails.build_message(job, rendered, recipient=job.recipient,
-                                           mail_from=self._settings.mail_from)
+            message = emails.build_message(job, rendered, recipient=to.address, mail_from=self._settings.mail_from,
+                                           smtputf8=to.smtputf8)
         except (emails.TemplateMissing, jinja2.TemplateError, ValueError, TypeError) as exc:
-            await self._fail(conn, job, f"cannot build the email: {exc}")
-            return False
+            await self._fail(conn, job, f"cannot build the email: {exc}", recipient=to.address)
+            return
         try:
-            await mailer.send(message, sender=self._envelope_sender, recipient=job.recipient)
+            await mailer.send(message, sender=self._envelope_sender, recipient=to.address, smtputf8=to.smtputf8)
         except PermanentSendError as exc:
-            await self._fail(conn, job, f"rejected by the SMTP server: {exc}")
-            return False
+            await self._fail(conn, job, str(exc), recipient=to.address)
+            return
         except ServerUnreachableError:
             raise
         except TransientSendError as exc:
             await self._retry_later(conn, job, str(exc), reason="smtp")
-            return not mailer.connected
-        await self._record_sent(conn, job)
-        return False
+            return
+        await self._record_sent(conn, job, to.address)
 
-    async def _record_sent(self, conn: asyncpg.Connection, job: Job) -> None:
+    async def _record_sent(self, conn: asyncpg.Connection, job: Job, recipient: str) -> None:
         # The email is out: a lost update here would send it again once the lease ends. So insist (on a fresh
         # connection from the pool after the first try, in case the batch's connection broke) for up to half
         # the lease, which outlasts a database restart or failover.
@@ -189,7 +188,7 @@ class Dispatcher:
         attempt = 0
         while True:
             try:
-                await repository.mark_sent(conn if attempt == 0 else self._pool, job.id, job.recipient or "")
+                await repository.mark_sent(conn if attempt == 0 else self._pool, job.id, recipient)
                 break
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 attempt += 1
@@ -209,8 +208,8 @@ class Dispatcher:
         EMAILS_RETRIED.labels(reason).inc()
         log.info("email_retry_scheduled", attempts=job.attempts, delay=round(delay, 2), error=error[:200])
 
-    async def _fail(self, conn: asyncpg.Connection, job: Job, reason: str) -> None:
-        await repository.mark_failed(conn, job.id, reason)
+    async def _fail(self, conn: asyncpg.Connection, job: Job, reason: str, *, recipient: str | None = None) -> None:
+        await repository.mark_failed(conn, job.id, reason, recipient=recipient)
         EMAILS_FAILED.labels(job.type).inc()
         log.error("email_failed", attempts=job.attempts, reason=reason[:300])
 

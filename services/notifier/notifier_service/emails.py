@@ -44,10 +44,29 @@ SUBJECTS: dict[str, str] = {
     "mfa.recovery_codes_regenerated": "New recovery codes were generated for your account",
     "mfa.recovery_code_used": "A recovery code was used to sign in to your account",
     "mfa.reset_by_admin": "An administrator reset your two-factor authentication",
+    "profile.email_changed": "Your Client Portal sign-in address was changed",
+    "profile.change_undone": "A change to your Client Portal account was undone",
 }
 # An invitation goes to someone with no account yet, and a reset request changes nothing by itself: for
-# those "not me" means "ignore this email", not "end my sessions".
-WITHOUT_NOT_ME_LINK = frozenset({"profile.user_invited", "profile.password_reset_requested"})
+# those "not me" means "ignore this email", not "end my sessions". A change_undone email reports the use of
+# such a link: there is nothing left to undo.
+WITHOUT_NOT_ME_LINK = frozenset({"profile.user_invited", "profile.password_reset_requested",
+                                 "profile.change_undone"})
+# An address change is undone from the old address's copy: the new address is the one in question.
+NEW_ADDRESS_COPY = "new"
+
+# What a "This wasn't me" undo did, by the type of the event it undid (profile's undo.py decides what is
+# undoable). `undone` is what the undone event's own email named (method, key name), when the notifier has it.
+_KEY_REMOVED = "The security key {name}that was added was removed: it no longer signs in to your account."
+_APP_REMOVED = "The authenticator app that was set up was removed: its codes no longer sign in to your account."
+UNDONE_WORDS: dict[str, str] = {
+    "mfa.security_key_added": _KEY_REMOVED,
+    "mfa.totp_enabled": _APP_REMOVED,
+    "mfa.recovery_codes_regenerated": "The recovery codes that were generated were voided: none of them works.",
+    "profile.email_changed": "Your previous sign-in address was restored: it is this address again.",
+    "profile.impersonation_started": "The administrator's viewing session of your account was ended.",
+    "profile.sso_linked": "The single sign-on account that was linked to yours was unlinked.",
+}
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -77,9 +96,39 @@ def readable_utc(moment: datetime) -> str:
     return f"{moment:%A} {moment.day} {moment:%B %Y} at {moment:%H:%M} UTC"
 
 
+def not_me_claims(job: Job) -> dict[str, str]:
+    """What the "This wasn't me" link names, so profile can undo exactly that event (docs/internal-api.md)."""
+    claims = {"sub": job.user_id, "jti": job.event_id, "evt": job.type, "at": job.occurred_at.isoformat()}
+    key_id = job.data.get("key_id")
+    if isinstance(key_id, str) and key_id:
+        claims["key"] = key_id
+    return claims
+
+
 def not_me_url(job: Job, *, base_url: str, key: str) -> str:
-    token = tokens.sign(key, tokens.NOT_ME, {"sub": job.user_id, "jti": job.id}, ttl_seconds=NOT_ME_TTL_SECONDS)
+    token = tokens.sign(key, tokens.NOT_ME, not_me_claims(job), ttl_seconds=NOT_ME_TTL_SECONDS)
     return f"{base_url}/portal/not-me?token={quote(token, safe='')}"
+
+
+def has_not_me_link(job: Job) -> bool:
+    return job.type not in WITHOUT_NOT_ME_LINK and job.variant != NEW_ADDRESS_COPY
+
+
+def undone_words(data: dict[str, Any]) -> str | None:
+    """The sentence saying what an undo reversed, or None when it reversed nothing beyond the sign-out."""
+    undone_type = data.get("undone_type")
+    undone = data.get("undone") if isinstance(data.get("undone"), dict) else {}
+    if undone_type == "mfa.two_factor_enabled":
+        # Two-factor was turned on by a key or by an app: the undone event's email knew which.
+        method = undone.get("method")
+        undone_type = {"webauthn": "mfa.security_key_added", "totp": "mfa.totp_enabled"}.get(method, undone_type)
+        if undone_type == "mfa.two_factor_enabled":
+            return "The security key or authenticator app that was added was removed."
+    words = UNDONE_WORDS.get(undone_type) if isinstance(undone_type, str) else None
+    if words is None:
+        return None
+    name = undone.get("name")
+    return words.format(name=f'"{name}" ' if isinstance(name, str) and name else "")
 
 
 def render(job: Job, *, base_url: str, key: str) -> RenderedEmail:
@@ -95,8 +144,10 @@ def render(job: Job, *, base_url: str, key: str) -> RenderedEmail:
         "expires": readable_utc(job.expires_at) if job.expires_at else None,
         "portal_url": f"{base_url}/portal/",
         "profile_url": f"{base_url}/portal/profile",
-        "not_me_url": None if job.type in WITHOUT_NOT_ME_LINK else not_me_url(job, base_url=base_url, key=key),
+        "not_me_url": not_me_url(job, base_url=base_url, key=key) if has_not_me_link(job) else None,
         "low_codes": LOW_RECOVERY_CODES,
+        "variant": job.variant,
+        "undone": undone_words(job.data) if job.type == "profile.change_undone" else None,
     }
     try:
         text = _ENV.get_template(f"{job.type}.txt").render(context)
@@ -106,9 +157,11 @@ def render(job: Job, *, base_url: str, key: str) -> RenderedEmail:
     return RenderedEmail(subject=SUBJECTS[job.type], text=text, html=html)
 
 
-def build_message(job: Job, rendered: RenderedEmail, *, recipient: str, mail_from: str) -> bytes:
+def build_message(job: Job, rendered: RenderedEmail, *, recipient: str, mail_from: str,
+                  smtputf8: bool = False) -> bytes:
     """The MIME message, as the bytes to send: multipart/alternative, text first (RFC 2046 §5.1.4: the
-    richest part last), CRLF line ends (RFC 5322 §2.1).
+    richest part last), CRLF line ends (RFC 5322 §2.1). With `smtputf8` (a non-ASCII recipient, sent in an
+    SMTPUTF8 session) the To: header carries the address as UTF-8 (RFC 6532): it has no ASCII form.
 
     Assembled directly rather than through `email.message`, which cost more than everything else of a
     send. The address and subject headers still go through the email package (parsed, RFC 2047-encoded,
@@ -120,7 +173,7 @@ def build_message(job: Job, rendered: RenderedEmail, *, recipient: str, mail_fro
     html, html_encoding = _encode_part(rendered.html)
     boundary = _boundary(text, html)
     return b"".join((
-        _header("From", mail_from), _header("To", recipient), _header("Subject", rendered.subject),
+        _header("From", mail_from), _header("To", recipient, utf8=smtputf8), _header("Subject", rendered.subject),
         b"Date: ", _date(), b"\r\nMessage-ID: <", job.id.encode(), b"@portal>\r\nX-Portal-Event: ",
         job.type.encode(), b"\r\nAuto-Submitted: auto-generated\r\n",  # RFC 3834: no auto-replies to this
         b"MIME-Version: 1.0\r\nContent-Type: multipart/alternative;\r\n boundary=\"", boundary, b"\"\r\n\r\n",
@@ -132,18 +185,21 @@ def build_message(job: Job, rendered: RenderedEmail, *, recipient: str, mail_fro
     ))
 
 
-# The consumer admits only such event ids (see consumers._EVENT_ID); event types are dotted names.
-_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# The consumer admits only such event ids (see consumers._EVENT_ID), and a job id may add ".old"; event types
+# are dotted names.
+_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,159}$")
 _MAX_7BIT_LINE = 78  # as the email package decides: longer lines (RFC 5322 §2.1.1 SHOULD) go quoted-printable
 
 
 @functools.lru_cache(maxsize=4096)
-def _header(name: str, value: str) -> bytes:
+def _header(name: str, value: str, *, utf8: bool = False) -> bytes:
     """`Name: value\r\n` as the email package writes it (SMTP policy): addresses parsed, non-ASCII
-    encoded (RFC 2047), long lines folded; ValueError for a value that would inject a header."""
-    message = EmailMessage(policy=email.policy.SMTP)
+    encoded (RFC 2047) or, with `utf8`, left as UTF-8 (an address's mailbox name cannot be encoded);
+    long lines folded; ValueError for a value that would inject a header."""
+    policy = email.policy.SMTPUTF8 if utf8 else email.policy.SMTP
+    message = EmailMessage(policy=policy)
     message[name] = value
-    return email.policy.SMTP.fold_binary(name, message[name])
+    return policy.fold_binary(name, message[name])
 
 
 def _date() -> bytes:

@@ -23,9 +23,20 @@ ON CONFLICT (user_id) DO UPDATE
 SET email = EXCLUDED.email, name = EXCLUDED.name, event_at = EXCLUDED.event_at, updated_at = now()
 WHERE users.event_at <= EXCLUDED.event_at
 """
-_INSERT_JOB = """
-INSERT INTO email_jobs (id, type, user_id, recipient, data, occurred_at, expires_at, correlation_id)
-SELECT $4::text, $5::text, $6::text, $7::text, $8::jsonb, $9::timestamptz, $10::timestamptz, $11::text
+# One row per copy of the event's email (usually one; two for an address change). A change_undone job looks
+# up its undone event's job: it keeps what that email named (`undone`: method and key name) so it can say what
+# was removed, and after an address change's undo it goes to the restored (old) address, whatever the users
+# projection says by then.
+_INSERT_JOBS = """
+INSERT INTO email_jobs (id, event_id, variant, type, user_id, recipient, data, occurred_at, expires_at,
+                        correlation_id)
+SELECT copy.id, $4::text, copy.variant, $5::text, $6::text, coalesce(copy.recipient, o.data ->> 'old_email'),
+       CASE WHEN o.id IS NULL THEN $7::jsonb
+            ELSE $7::jsonb || jsonb_build_object('undone', jsonb_build_object('method', o.data -> 'method',
+                                                                              'name', o.data -> 'name')) END,
+       $8::timestamptz, $9::timestamptz, $10::text
+FROM unnest($11::text[], $12::text[], $13::text[]) AS copy (id, variant, recipient)
+LEFT JOIN email_jobs o ON o.id = $7::jsonb ->> 'undone_event_id' AND o.user_id = $6::text
 WHERE EXISTS (SELECT 1 FROM claimed)
 ON CONFLICT (id) DO NOTHING
 """
@@ -44,17 +55,24 @@ WITH due AS (
     FROM due WHERE j.id = due.id
     RETURNING j.*
 )
-SELECT c.id, c.type, c.user_id, c.data, c.occurred_at, c.expires_at, c.attempts, c.correlation_id,
+SELECT c.id, c.event_id, c.variant, c.type, c.user_id, c.data, c.occurred_at, c.expires_at, c.attempts,
+       c.correlation_id,
        coalesce(c.recipient, u.email) AS recipient, u.name AS user_name
 FROM claimed c LEFT JOIN users u ON u.user_id = c.user_id
 ORDER BY c.next_attempt_at
 """
+# A reset or invitation link is worth something only until its email is out (or never will be): a finished
+# job drops it, so no usable link stays at rest. An operator cannot re-send such a job (see _RETRY).
+LINK_FIELDS = ("reset_url", "set_password_url")
+LINK_TYPES = ("profile.user_invited", "profile.password_reset_requested")
 _MARK_SENT = """
-UPDATE email_jobs SET status = 'sent', sent_to = $2, last_error = NULL, finished_at = now()
+UPDATE email_jobs SET status = 'sent', sent_to = $2, last_recipient = $2, last_error = NULL, finished_at = now(),
+                      data = data - $3::text[]
 WHERE id = $1
 """
 _MARK_FINISHED = """
-UPDATE email_jobs SET status = $2, last_error = $3, finished_at = now()
+UPDATE email_jobs SET status = $2, last_error = $3, last_recipient = coalesce($4, last_recipient),
+                      finished_at = now(), data = data - $5::text[]
 WHERE id = $1 AND status = 'queued'
 """
 _RESCHEDULE = """
@@ -68,17 +86,21 @@ SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
 FROM email_jobs WHERE status IN ('queued', 'failed')
 """
 _LIST = """
-SELECT id, type, user_id, coalesce(sent_to, recipient) AS recipient, status, attempts, next_attempt_at,
+SELECT id, type, user_id, coalesce(sent_to, last_recipient, recipient) AS recipient, status, attempts, next_attempt_at,
        last_error, created_at, finished_at
 FROM email_jobs WHERE ($1::text IS NULL OR status = $1)
 ORDER BY created_at DESC LIMIT $2
 """
-# Only failed jobs go back to the queue: a sent job is never sent again, an expired link stays expired.
+# Only failed jobs go back to the queue: a sent job is never sent again, an expired link stays expired,
+# and a failed reset or invitation no longer has its link (the user or an admin asks for a new one).
 _RETRY = """
 UPDATE email_jobs SET status = 'queued', attempts = 0, next_attempt_at = now(), last_error = NULL,
                       finished_at = NULL
-WHERE status = 'failed' AND ($1::text IS NULL OR id = $1)
+WHERE status = 'failed' AND ($1::text IS NULL OR id = $1) AND type <> ALL($2::text[])
 RETURNING id
+"""
+_LINK_LOST = """
+SELECT id FROM email_jobs WHERE status = 'failed' AND ($1::text IS NULL OR id = $1) AND type = ANY($2::text[])
 """
 
 
@@ -86,7 +108,9 @@ RETURNING id
 class Job:
     """A claimed email job, with the address and name current at send time."""
 
-    id: str
+    id: str          # the job's own: the event id, or `{event id}.old` for an address change's second copy
+    event_id: str
+    variant: str | None  # None for the one email of an event; "old" / "new" for an address change's copies
     type: str
     user_id: str
     data: dict[str, Any]
@@ -102,9 +126,20 @@ def upsert_user(*, user_id: str, email: str, name: str, event_at: datetime) -> S
     return Statement(_UPSERT_USER, (user_id, email, name, event_at))
 
 
-def insert_job(*, job_id: str, type: str, user_id: str, recipient: str | None, data: dict[str, Any],
-               occurred_at: datetime, expires_at: datetime | None, correlation_id: str | None = None) -> Statement:
-    return Statement(_INSERT_JOB, (job_id, type, user_id, recipient, data, occurred_at, expires_at, correlation_id))
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """One email of an event: its job id, which copy it is, and its address when the event names it."""
+
+    id: str
+    variant: str | None = None
+    recipient: str | None = None  # None: the users projection's address at send time
+
+
+def insert_jobs(*, event_id: str, type: str, user_id: str, copies: list[Copy], data: dict[str, Any],
+                occurred_at: datetime, expires_at: datetime | None, correlation_id: str | None = None) -> Statement:
+    return Statement(_INSERT_JOBS, (event_id, type, user_id, data, occurred_at, expires_at, correlation_id,
+                                    [c.id for c in copies], [c.variant for c in copies],
+                                    [c.recipient for c in copies]))
 
 
 async def claim_jobs(pool: Executor, *, limit: int, lease_seconds: float) -> list[Job]:
@@ -113,15 +148,16 @@ async def claim_jobs(pool: Executor, *, limit: int, lease_seconds: float) -> lis
 
 
 async def mark_sent(pool: Executor, job_id: str, recipient: str) -> None:
-    await pool.execute(_MARK_SENT, job_id, recipient)
+    await pool.execute(_MARK_SENT, job_id, recipient, LINK_FIELDS)
 
 
-async def mark_failed(pool: Executor, job_id: str, reason: str) -> None:
-    await pool.execute(_MARK_FINISHED, job_id, "failed", reason[:1000])
+async def mark_failed(pool: Executor, job_id: str, reason: str, *, recipient: str | None = None) -> None:
+    await pool.execute(_MARK_FINISHED, job_id, "failed", reason[:1000], recipient, LINK_FIELDS)
 
 
 async def mark_expired(pool: Executor, job_id: str) -> None:
-    await pool.execute(_MARK_FINISHED, job_id, "expired", "link expired before the email could be sent")
+    await pool.execute(_MARK_FINISHED, job_id, "expired", "link expired before the email could be sent", None,
+                       LINK_FIELDS)
 
 
 async def reschedule(pool: Executor, job_id: str, *, delay_seconds: float, reason: str) -> None:
@@ -138,13 +174,15 @@ async def list_jobs(conn: asyncpg.Connection, *, status: str | None, limit: int)
     return await conn.fetch(_LIST, status, limit)
 
 
-async def retry_failed(conn: asyncpg.Connection, *, job_id: str | None) -> list[str]:
-    """Queue failed jobs again (one, or all when job_id is None) and wake the dispatchers."""
+async def retry_failed(conn: asyncpg.Connection, *, job_id: str | None) -> tuple[list[str], list[str]]:
+    """Queue failed jobs again (one, or all when job_id is None) and wake the dispatchers. Returns the ids
+    queued, and those left failed because their link is gone (a reset or invitation to ask for anew)."""
     async with conn.transaction():
-        ids = [r["id"] for r in await conn.fetch(_RETRY, job_id)]
+        ids = [r["id"] for r in await conn.fetch(_RETRY, job_id, LINK_TYPES)]
+        link_lost = [r["id"] for r in await conn.fetch(_LINK_LOST, job_id, LINK_TYPES)]
         if ids:
             await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
-    return ids
+    return ids, link_lost
 
 
 _RELEASE = """

@@ -120,10 +120,21 @@ class ScriptedHandler(SinkHandler):
 
     refuse: dict[str, str] = field(default_factory=dict)  # address substring -> SMTP reply
     delay: float = 0.0  # seconds before accepting each message (a slow server)
+    drop: dict[str, int] = field(default_factory=dict)  # address substring -> times to hang up after its DATA
+    mail_options: dict[str, list[str]] = field(default_factory=dict)  # recipient -> its MAIL FROM parameters
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
         if self.delay:
             await asyncio.sleep(self.delay)
+        for needle, times in self.drop.items():
+            if times > 0 and any(needle in rcpt for rcpt in envelope.rcpt_tos):
+                # Hang up with the whole message received and no reply: the client cannot know its fate.
+                self.drop[needle] = times - 1
+                assert server.transport is not None
+                server.transport.abort()
+                return "421 closing"  # never reaches the client
+        for rcpt in envelope.rcpt_tos:
+            self.mail_options[rcpt] = list(envelope.mail_options)
         return await super().handle_DATA(server, session, envelope)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: SmtpEnvelope,
@@ -138,10 +149,11 @@ class ScriptedHandler(SinkHandler):
 class ScriptedSink(SmtpSink):
     """An SMTP sink of the test's own, on its own port, started when the test says so."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, smtputf8: bool = False) -> None:
         self.handler = ScriptedHandler()
         self.port = port
-        self._controller = Controller(self.handler, hostname="127.0.0.1", port=port)
+        # aiosmtpd offers SMTPUTF8 (RFC 6531) only when asked to, like many real servers.
+        self._controller = Controller(self.handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8)
         self.running = False
 
     def start(self) -> None:
@@ -158,5 +170,13 @@ class ScriptedSink(SmtpSink):
 def own_sink() -> Iterator[ScriptedSink]:
     """Not started: start it in the test (a notifier pointed at it meanwhile meets a closed port)."""
     sink = ScriptedSink(free_port())
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def utf8_sink() -> Iterator[ScriptedSink]:
+    """Like own_sink, but a server that offers SMTPUTF8."""
+    sink = ScriptedSink(free_port(), smtputf8=True)
     yield sink
     sink.stop()

@@ -12,6 +12,7 @@ import asyncpg
 from notifier_service.emails import SUBJECTS
 from portal_shared import tokens
 from portal_shared.events import (
+    ChangeUndone,
     Envelope,
     ImpersonationStarted,
     MfaResetByAdmin,
@@ -90,8 +91,12 @@ async def test_every_event_type_sends_exactly_one_email(notifier, publish, make_
                                    ["2 codes remain", "Warning", "running low"]),
         "mfa.reset_by_admin": (MfaResetByAdmin(user_id=uid, admin_id=user_id()), address,
                                ["reset two-factor authentication"]),
+        "profile.change_undone": (ChangeUndone(user_id=uid, undone_event_id=str(uuid.uuid4()),
+                                               undone_type="mfa.recovery_codes_regenerated"), address,
+                                  ["recovery codes that were generated were voided", "signed out"]),
     }
-    assert set(expected) == set(SUBJECTS), "every emailing event of the contract is covered"
+    # profile.email_changed sends two emails (to the old and the new address): test_notifier_address_change.
+    assert set(expected) | {"profile.email_changed"} == set(SUBJECTS), "every emailing event is covered"
     envelopes = {t: (await publish(event, extra_data=LEAKS))[0] for t, (event, _, _) in expected.items()}
 
     await smtp_sink.wait_for(len(expected))
@@ -113,13 +118,16 @@ async def test_every_event_type_sends_exactly_one_email(notifier, publish, make_
         for leak in ("Hunter2-Leak", "JBSWY3DP", "LEAK1-CODE1", "LEAK9-CODE9", "otpauth://"):
             assert leak not in message.as_string(), f"{event_type} leaked {leak}"
         links = re.findall(r"http://localhost:8080/portal/not-me\?token=[^\s\"<]+", text)
-        if event_type in ("profile.user_invited", "profile.password_reset_requested"):
+        if event_type in ("profile.user_invited", "profile.password_reset_requested", "profile.change_undone"):
             assert not links and "not-me" not in html
             continue
         assert len(links) == 1 and links[0] in html and "This wasn't me" in html
         token = parse_qs(urlparse(links[0]).query)["token"][0]
         claims = tokens.verify(stack_env["SERVICE_AUTH_KEY"], tokens.NOT_ME, token)
-        assert (claims["sub"], claims["jti"]) == (uid, envelope.id)
+        assert (claims["sub"], claims["jti"], claims["evt"]) == (uid, envelope.id, event_type)
+        assert datetime.fromisoformat(claims["at"]) == datetime.fromisoformat(envelope.occurred_at)
+        assert claims.get("key") == {"mfa.two_factor_enabled": "k1", "mfa.security_key_added": "k2",
+                                     "mfa.security_key_removed": "k2"}.get(event_type)
 
     statuses = await db.fetch("SELECT status, count(*) FROM email_jobs GROUP BY status")
     assert {r["status"]: r["count"] for r in statuses} == {"sent": len(expected)}

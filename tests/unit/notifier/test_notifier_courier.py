@@ -6,7 +6,7 @@ import pytest
 from notifier_service import cli, consumers
 from notifier_service.config import Settings
 from notifier_service.dispatcher import backoff_seconds
-from notifier_service.mailer import PermanentSendError, TransientSendError, _classify
+from notifier_service.mailer import PermanentSendError, TransientSendError, classify_reply
 from portal_shared.config import SettingsError
 from portal_shared.consumer import PermanentError
 from portal_shared.events import ALL_EVENTS
@@ -22,12 +22,24 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
     assert all(0.5 <= backoff_seconds(1, base=1.0, cap=60.0) <= 1.0 for _ in range(100))
 
 
-@pytest.mark.parametrize(("code", "kind"), [(421, TransientSendError), (450, TransientSendError),
-                                            (451, TransientSendError), (452, TransientSendError),
-                                            (550, PermanentSendError), (552, PermanentSendError),
-                                            (554, PermanentSendError), (-1, TransientSendError)])
-def test_smtp_replies_4xx_are_retried_and_5xx_are_final(code: int, kind: type[Exception]) -> None:
-    assert isinstance(_classify(code, f"{code} reason"), kind)
+@pytest.mark.parametrize("stage", ["RCPT", "DATA"])
+@pytest.mark.parametrize(("code", "kind", "keep"), [
+    (421, TransientSendError, False), (450, TransientSendError, True), (451, TransientSendError, True),
+    (452, TransientSendError, True), (550, PermanentSendError, True), (552, PermanentSendError, True),
+    (554, PermanentSendError, True), (-1, TransientSendError, False),
+    (503, TransientSendError, False),  # "nested MAIL command": the session's state, never the job's fault
+])
+def test_replies_to_a_job_s_own_commands_4xx_are_retried_and_5xx_are_final(stage: str, code: int,
+                                                                           kind: type[Exception], keep: bool) -> None:
+    error, kept = classify_reply(stage, code, f"{code} reason")
+    assert type(error) is kind and kept is keep
+    assert f"{code} reason" in str(error)
+
+
+@pytest.mark.parametrize("code", [503, 530, 550, 553, 451])
+def test_a_refused_mail_from_is_never_the_job_s_fault(code: int) -> None:
+    error, _ = classify_reply("MAIL", code, f"{code} sender refused")
+    assert type(error) is TransientSendError
 
 
 def test_settings_need_the_service_auth_key() -> None:

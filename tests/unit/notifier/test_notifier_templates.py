@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import html
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -21,10 +22,21 @@ BASE = "https://portal.example"
 AT = datetime(2025, 3, 4, 14, 5, 9, tzinfo=UTC)
 
 
-def job(type: str = "mfa.totp_enabled", **data: object) -> Job:
-    return Job(id="0b0e6d8e-5d7e-4d4b-9a51-1f2a3b4c5d6e", type=type, user_id="user-1", data={"user_id": "user-1",
-               **data}, occurred_at=AT, expires_at=None, attempts=1, recipient="ada@client.example",
-               user_name="Ada")
+EVENT_ID = "0b0e6d8e-5d7e-4d4b-9a51-1f2a3b4c5d6e"
+
+
+def job(type: str = "mfa.totp_enabled", *, variant: str | None = None, **data: object) -> Job:
+    return Job(id=f"{EVENT_ID}.{variant}" if variant == "old" else EVENT_ID, event_id=EVENT_ID, variant=variant,
+               type=type, user_id="user-1", data={"user_id": "user-1", **data}, occurred_at=AT, expires_at=None,
+               attempts=1, recipient="ada@client.example", user_name="Ada")
+
+
+def not_me_links(text: str) -> list[str]:
+    return [w for w in text.split() if w.startswith(f"{BASE}/portal/not-me?token=")]
+
+
+def claims_of(url: str) -> dict[str, object]:
+    return tokens.verify(KEY, tokens.NOT_ME, parse_qs(urlparse(url).query)["token"][0])
 
 
 SAMPLE_DATA: dict[str, dict[str, object]] = {
@@ -40,6 +52,9 @@ SAMPLE_DATA: dict[str, dict[str, object]] = {
     "mfa.security_key_added": {"key_id": "k", "name": "K"}, "mfa.security_key_removed": {"key_id": "k", "name": "K"},
     "mfa.recovery_codes_regenerated": {"count": 10}, "mfa.recovery_code_used": {"remaining": 5},
     "mfa.reset_by_admin": {"admin_id": "a"},
+    "profile.email_changed": {"old_email": "ada@client.example", "new_email": "ada@new.example"},
+    "profile.change_undone": {"undone_event_id": "e1", "undone_type": "mfa.totp_enabled",
+                              "two_factor_disabled": False},
 }
 
 
@@ -68,6 +83,9 @@ def test_the_not_me_link_is_signed_for_this_user_and_event() -> None:
     url = next(w for w in rendered.text.split() if w.startswith(f"{BASE}/portal/not-me?token="))
     claims = tokens.verify(KEY, tokens.NOT_ME, parse_qs(urlparse(url).query)["token"][0])
     assert claims["sub"] == "user-1" and claims["jti"] == job().id
+    # It names the event so profile can undo exactly that: its type and time (ISO 8601 with offset), no key.
+    assert claims["evt"] == "mfa.totp_enabled" and "key" not in claims
+    assert datetime.fromisoformat(str(claims["at"])) == AT and datetime.fromisoformat(str(claims["at"])).tzinfo
     assert before + 7 * 86400 - 5 <= claims["exp"] <= time.time() + 7 * 86400 + 1
     with pytest.raises(tokens.InvalidToken):
         tokens.verify("another-key", tokens.NOT_ME, parse_qs(urlparse(url).query)["token"][0])
@@ -163,3 +181,79 @@ def test_readable_utc_converts_offsets() -> None:
     in_tokyo = AT.astimezone(timezone(timedelta(hours=9)))
     assert in_tokyo.hour == 23
     assert emails.readable_utc(in_tokyo) == "Tuesday 4 March 2025 at 14:05 UTC"
+
+
+@pytest.mark.parametrize(("event_type", "data"), [
+    ("mfa.security_key_added", {"key_id": "key-7", "name": "K"}),
+    ("mfa.two_factor_enabled", {"method": "webauthn", "key_id": "key-7", "name": "K"}),
+])
+def test_the_not_me_link_names_the_key_of_a_key_event(event_type: str, data: dict[str, object]) -> None:
+    [url] = not_me_links(emails.render(job(event_type, **data), base_url=BASE, key=KEY).text)
+    claims = claims_of(url)
+    assert (claims["jti"], claims["evt"], claims["key"]) == (EVENT_ID, event_type, "key-7")
+
+
+def test_an_address_change_tells_the_old_address_with_the_undo_link_and_the_new_one_without() -> None:
+    data = SAMPLE_DATA["profile.email_changed"]
+    old = emails.render(job("profile.email_changed", variant="old", **data), base_url=BASE, key=KEY)
+    new = emails.render(job("profile.email_changed", variant="new", **data), base_url=BASE, key=KEY)
+    for part in (old.text, old.html):
+        assert "Your sign-in address was changed to" in part and "ada@new.example" in part
+    [url] = not_me_links(old.text)
+    assert url in old.html and "This wasn't me" in old.html
+    # The old copy's job id is `{event}.old`, but the link names the event itself, which profile knows.
+    assert (claims_of(url)["jti"], claims_of(url)["evt"]) == (EVENT_ID, "profile.email_changed")
+    for part in (new.text, new.html):
+        assert "ada@new.example" in part and "is now the sign-in address" in part
+        assert "not-me" not in part and "This wasn't me" not in part
+        assert "ada@client.example" not in part  # the new address is not told the old one
+
+
+@pytest.mark.parametrize(("undone_type", "undone", "words"), [
+    ("mfa.security_key_added", {"method": None, "name": "YubiKey"}, 'The security key "YubiKey" that was added'),
+    ("mfa.security_key_added", None, "The security key that was added was removed"),
+    ("mfa.totp_enabled", None, "The authenticator app that was set up was removed"),
+    ("mfa.two_factor_enabled", {"method": "totp", "name": None}, "The authenticator app that was set up was removed"),
+    ("mfa.two_factor_enabled", {"method": "webauthn", "name": "Key"}, 'The security key "Key" that was added'),
+    ("mfa.two_factor_enabled", None, "The security key or authenticator app that was added was removed"),
+    ("mfa.recovery_codes_regenerated", None, "recovery codes that were generated were voided"),
+    ("profile.email_changed", None, "Your previous sign-in address was restored"),
+    ("profile.impersonation_started", None, "The administrator's viewing session of your account was ended"),
+])
+def test_an_undo_says_in_plain_words_what_was_undone(undone_type: str, undone: dict[str, object] | None,
+                                                     words: str) -> None:
+    data: dict[str, object] = {"undone_event_id": "e1", "undone_type": undone_type, "two_factor_disabled": False}
+    if undone is not None:
+        data["undone"] = undone
+    rendered = emails.render(job("profile.change_undone", **data), base_url=BASE, key=KEY)
+    for part in (rendered.text, rendered.html):
+        assert words in " ".join(html.unescape(part).split())
+        assert "signed out" in part and "two-factor authentication is now off" not in part.lower()
+    assert "not-me" not in rendered.text + rendered.html  # nothing left to undo
+
+
+def test_an_undo_that_turned_two_factor_off_says_so_and_how_to_turn_it_on() -> None:
+    data = {**SAMPLE_DATA["profile.change_undone"], "two_factor_disabled": True}
+    rendered = emails.render(job("profile.change_undone", **data), base_url=BASE, key=KEY)
+    for part in (rendered.text, rendered.html):
+        flat = " ".join(part.split())
+        assert "Two-factor authentication is now off" in flat
+        assert "To turn it on again" in flat and f"{BASE}/portal/profile" in part
+
+
+def test_an_international_address_is_written_as_utf8_for_an_smtputf8_session() -> None:
+    rendered = emails.render(job(), base_url=BASE, key=KEY)
+    raw = emails.build_message(job(), rendered, recipient="josé-x@client.example", mail_from="p@x.example",
+                               smtputf8=True)
+    assert "To: josé-x@client.example\r\n".encode() in raw
+    message = email.message_from_bytes(raw, policy=email.policy.SMTPUTF8)
+    assert message["To"] == "josé-x@client.example" and not message.defects
+
+
+def test_the_old_address_copy_has_its_own_message_id_and_the_event_s_type() -> None:
+    old = job("profile.email_changed", variant="old", **SAMPLE_DATA["profile.email_changed"])
+    raw = emails.build_message(old, emails.render(old, base_url=BASE, key=KEY), recipient="ada@client.example",
+                               mail_from="p@x.example")
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert message["Message-ID"] == f"<{EVENT_ID}.old@portal>"
+    assert message["X-Portal-Event"] == "profile.email_changed"
