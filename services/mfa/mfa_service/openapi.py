@@ -24,7 +24,8 @@ _PROBLEM_STATUSES = {
     400: "The body is not a JSON object (problem type `malformed-body`)",
     401: "No valid X-Portal-Identity (problem type `not-signed-in`)",
     403: "Forbidden: changes while an administrator impersonates (`impersonation-forbidden`), "
-         "or no recent sign-in / re-authentication (`reauth-required`)",
+         "or no sign-in / re-authentication in the last 10 minutes when adding or removing a factor "
+         "(`reauth-required`)",
     404: "No such security key (`not-found`)",
     409: "Conflict with the current state (`conflict`)",
     413: "The body is larger than the service accepts",
@@ -164,22 +165,27 @@ _KEY_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "st
             "description": "a key's id from GET /api/mfa; anything else answers 404"}]
 _CHANGE = 403  # every change answers 403 while an administrator impersonates
 
+# Adding or removing a factor (security issue #13): 403 reauth-required without a recent sign-in, and the
+# user's other sessions end when it is done.
+_RECENT = "needs a sign-in or re-authentication in the last 10 minutes"
+_ENDS = "ends the user's other sessions"
+
 PATHS: dict[str, dict[str, Any]] = {
     "/api/mfa": {"get": _op("Two-factor overview", (200, "Overview"), reads_body=False)},
-    "/api/mfa/totp/setup": {"post": _op("Start authenticator app setup (the secret is shown this once)",
+    "/api/mfa/totp/setup": {"post": _op(f"Start authenticator app setup (the secret is shown this once; {_RECENT})",
                                         (200, "TotpSetup"), _CHANGE, 409)},
-    "/api/mfa/totp/verify": {"post": _op("Enable the app with its first code", (200, "NewRecoveryCodes"),
-                                         _CHANGE, 409, 422, body="CodeBody")},
-    "/api/mfa/totp/disable": {"post": _op("Disable the authenticator app", (204, None), _CHANGE, 409, 422,
-                                          body="PasswordBody")},
-    "/api/mfa/webauthn/register/options": {"post": _op("WebAuthn creation options (credProps asked)",
+    "/api/mfa/totp/verify": {"post": _op(f"Enable the app with its first code ({_RECENT}; {_ENDS})",
+                                         (200, "NewRecoveryCodes"), _CHANGE, 409, 422, body="CodeBody")},
+    "/api/mfa/totp/disable": {"post": _op(f"Disable the authenticator app ({_ENDS})", (204, None), _CHANGE, 409,
+                                          422, body="PasswordBody")},
+    "/api/mfa/webauthn/register/options": {"post": _op(f"WebAuthn creation options (credProps asked; {_RECENT})",
                                                        (200, "CreationOptions"), _CHANGE)},
-    "/api/mfa/webauthn/register": {"post": _op("Register a security key or passkey", (201, "Registered"),
-                                               _CHANGE, 409, 422, body="RegisterBody")},
+    "/api/mfa/webauthn/register": {"post": _op(f"Register a security key or passkey ({_RECENT}; {_ENDS})",
+                                               (201, "Registered"), _CHANGE, 409, 422, body="RegisterBody")},
     "/api/mfa/webauthn/{id}": {
         "patch": _op("Rename a key", (200, "Key"), _CHANGE, 404, 422, body="NameBody", params=_KEY_ID),
-        "delete": _op("Remove a key (needs a sign-in or re-authentication in the last 10 minutes)", (204, None),
-                      _CHANGE, 404, params=_KEY_ID, reads_body=False),
+        "delete": _op(f"Remove a key ({_RECENT}; {_ENDS})", (204, None), _CHANGE, 404, params=_KEY_ID,
+                      reads_body=False),
     },
     "/api/mfa/recovery-codes/regenerate": {"post": _op("Regenerate recovery codes (voids the old ones)",
                                                        (200, "RecoveryCodes"), _CHANGE, 409, 422,
