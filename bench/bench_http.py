@@ -8,6 +8,10 @@ services as processes, nginx — all on loopback):
   process, bench/http_hash.py).
 - GET /api/profile p99 during a sign-in flood ÷ idle GET p99, with a control: the same GET p99 while only
   SCHED_IDLE busy loops run (bench/idle_spinner.py), the floor any background CPU work sets on this machine.
+- Wrong password on an existing account vs on an unknown address: the two median latencies (POST
+  /api/auth/login through nginx, one at a time, interleaved), whose difference must stay under 0.5 ms
+  so timing does not tell which addresses have accounts (each existing account gets one wrong password,
+  so none is locked).
 - Idle RSS of the three service processes together (VmRSS from /proc).
 
     PYTHONPATH=. uv run python -m bench.bench_http
@@ -44,7 +48,7 @@ from profile_service.config import Settings
 from profile_service.passwords import OWASP_PARAMETERS, normalize
 
 from bench.load import LoadResult, closed_loop
-from bench.report import Figure, median, spread, write
+from bench.report import Figure, median, percentile, spread, write
 from tests.support.stack import DEMO_PASSWORD, throwaway_stack
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,6 +63,8 @@ FLOOD_ROUNDS = 3
 FLOOD_GET_CONCURRENCY = 2  # a few users reading their profile while the sign-in flood runs
 FLOOD_SECONDS = 4.0
 USER_PASSWORD = "bench sign-in password 7"
+WRONG_TRIES = 75  # wrong-password sign-ins of each kind (existing account, unknown address)
+WRONG_WARMUP = 10
 
 
 def rss_mb(pid: int) -> float:
@@ -205,6 +211,46 @@ async def bench_r3(gateway: str, emails: list[str], threads: int) -> tuple[Figur
                   f"ratio {spread(ratios)}; failed sign-ins {errors}"), load
 
 
+async def bench_wrong_password(gateway: str, emails: list[str]) -> Figure:
+    """Median latency of a wrong password: existing account vs unknown address, interleaved one by one."""
+    url = f"{gateway}/api/auth/login"
+    # Own source addresses (127.0.0.200 …), so the per-IP limits see a few requests a second each.
+    clients = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{200 + k}", 0)),
+                                     cookie_jar=aiohttp.DummyCookieJar()) for k in range(8)]
+    rotation = itertools.cycle(clients)
+    run = uuid.uuid4().hex[:6]
+
+    async def attempt(email: str) -> float:
+        started = time.perf_counter()
+        async with next(rotation).post(url, json={"email": email, "password": "not the password 1"}) as r:
+            await r.read()
+            if r.status != 401:
+                raise RuntimeError(f"wrong password for {email} answered {r.status}")
+        return (time.perf_counter() - started) * 1000
+
+    existing: list[float] = []
+    unknown: list[float] = []
+    try:
+        accounts = iter(emails)
+        for i in range(WRONG_WARMUP + WRONG_TRIES):
+            pair = [(existing, next(accounts)), (unknown, f"nobody-{run}-{i}@bench.example")]
+            if i % 2:  # alternate which goes first, so drift and caches favour neither
+                pair.reverse()
+            for samples, email in pair:
+                took = await attempt(email)
+                if i >= WRONG_WARMUP:
+                    samples.append(took)
+    finally:
+        for client in clients:
+            await client.close()
+    a, b = median(existing), median(unknown)
+    print(f"wrong password: existing account median {a:.2f} ms (p90 {percentile(existing, 90):.2f}), unknown "
+          f"address {b:.2f} ms (p90 {percentile(unknown, 90):.2f}); difference {a - b:+.2f} ms", flush=True)
+    return Figure("Wrong password: |existing account − unknown address| median latency", abs(a - b), "<= 0.5", "ms",
+                  f"existing {a:.2f} ms, unknown {b:.2f} ms (medians of {WRONG_TRIES} each, interleaved, one at a "
+                  f"time through nginx; p90 {percentile(existing, 90):.2f} vs {percentile(unknown, 90):.2f} ms)")
+
+
 async def spinning(seconds: float) -> asyncio.subprocess.Process:
     """The control: a SCHED_IDLE busy loop on every core, no application code (bench/idle_spinner.py)."""
     return await asyncio.create_subprocess_exec(
@@ -261,11 +307,13 @@ async def run() -> list[Figure]:
         print(f"idle RSS {idle_rss:.0f} MB {({k: round(v) for k, v in parts.items()})}", flush=True)
 
         emails = await create_users(dsn, SIGNIN_USERS)
+        wrong_emails = await create_users(dsn, WRONG_WARMUP + WRONG_TRIES)  # each gets one wrong password
         bare_proc, bare = await start_bare(dsn)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
                                          cookie_jar=aiohttp.DummyCookieJar()) as http:
             raw = await sign_in(http, gateway, "demo@client.example", DEMO_PASSWORD)
             figures = await bench_r1(http, gateway, bare, raw)
+            figures.append(await bench_wrong_password(gateway, wrong_emails))
             r3, load = await bench_r3(gateway, emails, settings.hash_concurrency)
             figures.append(r3)
             try:
