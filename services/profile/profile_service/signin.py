@@ -80,7 +80,9 @@ async def _completed(conn: asyncpg.Connection, user: User, device: devices.Devic
                      device_cookie: str | None) -> tuple[str, bool]:
     """A sign-in completed in this browser (in the caller's transaction): clear the counter it would have
     counted on and make the browser a known device; its new device cookie and whether it was known."""
-    if device is None:  # a known device's counter is cleared by `remember` (its row starts again)
+    # A known device's counter is cleared by `remember` (its row starts again); the untrusted counter only
+    # needs a write when the account row (read at the start of this sign-in) shows failures.
+    if device is None and (user.failed_attempts > 0 or user.locked_until is not None):
         await throttle.record_success(conn, user.id)
     return await devices.remember(conn, device_cookie, user.id)
 
