@@ -122,6 +122,15 @@ class ScriptedHandler(SinkHandler):
     delay: float = 0.0  # seconds before accepting each message (a slow server)
     drop: dict[str, int] = field(default_factory=dict)  # address substring -> times to hang up after its DATA
     mail_options: dict[str, list[str]] = field(default_factory=dict)  # recipient -> its MAIL FROM parameters
+    mail_replies: list[str] = field(default_factory=list)  # the next MAIL commands get these replies, in turn
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str,
+                          mail_options: list[str]) -> str:
+        if self.mail_replies:
+            return self.mail_replies.pop(0)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
         if self.delay:

@@ -77,3 +77,18 @@ async def test_one_poison_job_in_fifty_and_the_other_49_are_delivered_exactly_on
             assert "550 5.1.1 No such mailbox" in line
         else:
             assert "needs SMTPUTF8, which the SMTP server does not offer" in line
+
+
+async def test_a_refused_mail_from_is_the_session_s_fault_never_the_job_s(stack_env, publish, make_user, own_sink,
+                                                                          db: asyncpg.Connection, until) -> None:
+    # The symptom: a confused session answers MAIL FROM with 503; a 5xx there refuses our sender.
+    # Neither says anything about the job, so neither fails it.
+    own_sink.handler.mail_replies = ["503 5.5.1 Error: nested MAIL command", "550 5.7.1 Sender refused"]
+    own_sink.start()
+    async with running_service("notifier", stack_env, SMTP_PORT=own_sink.port, **ONE_CONNECTION):
+        uid, address = await make_user()
+        events = await publish(*(TotpEnabled(user_id=uid) for _ in range(3)))
+        await own_sink.wait_for(3, address=address, timeout=20)
+        await until(lambda: db.fetchval("SELECT count(*) = 3 FROM email_jobs WHERE status = 'sent'"))
+        assert Counter(m["Message-ID"] for m in own_sink.messages) == {f"<{e.id}@portal>": 1 for e in events}
+        assert not own_sink.handler.mail_replies
