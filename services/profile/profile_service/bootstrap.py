@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,13 +58,18 @@ async def create_admin(database_url: str, *, email: str, name: str, base_url: st
 
 async def seed_demo(database_url: str, *, password: str | None) -> SeedReport:
     """The contract's demo data, created when absent; with `password`, both demo accounts get it (always)."""
-    password_hash = None
+    accounts = (DEMO_ADMIN, DEMO_USER)
+    hashes: dict[str, str] = {}
     if password:
-        hasher = PasswordHasher(1, **OWASP_PARAMETERS)
+        # One hash per account, each with its own random salt (issue #13): one shared hash made the two
+        # accounts' rows identical, telling anyone who can read them that the passwords are equal, and
+        # would let one cracked hash open both. Demo data: the password rules do not apply.
+        hasher = PasswordHasher(len(accounts), **OWASP_PARAMETERS)
         try:
-            password_hash = await hasher.hash(password)  # demo data: the password rules do not apply
+            digests = await asyncio.gather(*(hasher.hash(password) for _ in accounts))
         finally:
             hasher.close()
+        hashes = {str(spec["email"]): digest for spec, digest in zip(accounts, digests, strict=True)}
     conn = await _connect(database_url)
     created: list[str] = []
     try:
@@ -71,8 +77,9 @@ async def seed_demo(database_url: str, *, password: str | None) -> SeedReport:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('profile-seed-demo'))")
             client = await users_repo.get_client_by_name(conn, DEMO_CLIENT) or await users_repo.insert_client(
                 conn, DEMO_CLIENT)
-            for spec in (DEMO_ADMIN, DEMO_USER):
+            for spec in accounts:
                 user = await users_repo.get_by_email(conn, str(spec["email"]))
+                password_hash = hashes.get(str(spec["email"]))
                 if user is None:
                     client_id = client.id if spec["role"] == CLIENT_USER else None
                     user_id = await users_repo.insert(conn, client_id=client_id, password_hash=password_hash,
@@ -85,4 +92,4 @@ async def seed_demo(database_url: str, *, password: str | None) -> SeedReport:
                     await throttle.record_success(conn, user.id)
     finally:
         await conn.close()
-    return SeedReport(created=created, passwords_set=password_hash is not None)
+    return SeedReport(created=created, passwords_set=bool(hashes))
