@@ -81,9 +81,11 @@ class LocalRabbitMQ:
             response.read()
 
     def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        # Its own session, like the components: `rabbitmqctl stop` runs while `make up` stops, and a
+        # second Ctrl-C (SIGINT to make up's whole process group) must not kill it halfway.
         return subprocess.run([str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node_name, *args],
                               env={**os.environ, **self.env()}, capture_output=True, text=True,
-                              timeout=60, check=False)
+                              timeout=60, check=False, start_new_session=True)
 
     def stop(self) -> None:
         if self.child and self.child.running():
@@ -92,4 +94,4 @@ class LocalRabbitMQ:
         # epmd is started as a daemon by the node; stop ours so nothing is left behind.
         with contextlib.suppress(Exception):
             subprocess.run(["epmd", "-kill"], env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)},
-                           capture_output=True, timeout=10, check=False)
+                           capture_output=True, timeout=10, check=False, start_new_session=True)
