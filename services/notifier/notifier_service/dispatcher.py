@@ -123,7 +123,7 @@ class Dispatcher:
             structlog.contextvars.bind_contextvars(event_id=job.id, event_type=job.type,
                                                    correlation_id=job.correlation_id or job.id)
             try:
-                await self._deliver(conn, mailer, job)
+                session_lost = await self._deliver(conn, mailer, job)
             except ServerUnreachableError as exc:
                 # Give this job and the rest of the batch back unattempted; probe again shortly.
                 delay = backoff_seconds(mailer.unreachable_streak, base=self._config.retry_base_seconds,
@@ -138,27 +138,35 @@ class Dispatcher:
                 log.exception("email_job_crashed")
                 mailer.drop()  # whatever state the crash left the SMTP session in, the next job starts afresh
                 await self._retry_later(conn, job, f"{type(exc).__name__}: {exc}", reason="error")
+                session_lost = False
             finally:
                 structlog.contextvars.unbind_contextvars("event_id", "event_type", "correlation_id")
+            if session_lost:
+                # A timeout or a hang-up can cost a whole SMTP timeout per job: rather than hold claims that
+                # might outlast their lease (and be sent twice), give the rest back, due at once for any worker.
+                await repository.release(conn, [j.id for j in jobs[index + 1:]], delay_seconds=0)
+                return
 
-    async def _deliver(self, conn: asyncpg.Connection, mailer: Mailer, job: Job) -> None:
-        """Send one job and record the outcome. A transient SMTP failure reschedules only this job: the
-        mailer has reset or dropped its session, so the next job starts clean (or finds the server down)."""
+    async def _deliver(self, conn: asyncpg.Connection, mailer: Mailer, job: Job) -> bool:
+        """Send one job and record the outcome; True when a transient failure cost the SMTP session.
+
+        A failure reschedules or fails only this job: the mailer has reset or dropped its session, so the
+        next job starts clean (or finds the server down)."""
         if job.expires_at is not None and job.expires_at <= datetime.now(UTC):
             await repository.mark_expired(conn, job.id)
             EMAILS_EXPIRED.labels(job.type).inc()
             log.info("email_expired", expires_at=job.expires_at.isoformat())
-            return
+            return False
         if job.recipient is None:
             # The user_created event has not arrived yet (events of different producers race): wait for it.
             await self._retry_later(conn, job, "recipient unknown: user not in the projection yet",
                                     reason="no_recipient")
-            return
+            return False
         try:
             to = addresses.recipient(job.recipient)
         except addresses.UnusableAddress as exc:
             await self._fail(conn, job, f"cannot be sent: {job.recipient!r} is {exc}", recipient=job.recipient)
-            return
+            return False
         try:
             rendered = emails.render(job, base_url=self._settings.common.portal_base_url,
                                      key=self._settings.service_auth_key)
@@ -166,18 +174,19 @@ class Dispatcher:
                                            smtputf8=to.smtputf8)
         except (emails.TemplateMissing, jinja2.TemplateError, ValueError, TypeError) as exc:
             await self._fail(conn, job, f"cannot build the email: {exc}", recipient=to.address)
-            return
+            return False
         try:
             await mailer.send(message, sender=self._envelope_sender, recipient=to.address, smtputf8=to.smtputf8)
         except PermanentSendError as exc:
             await self._fail(conn, job, str(exc), recipient=to.address)
-            return
+            return False
         except ServerUnreachableError:
             raise
         except TransientSendError as exc:
             await self._retry_later(conn, job, str(exc), reason="smtp")
-            return
+            return not mailer.connected
         await self._record_sent(conn, job, to.address)
+        return False
 
     async def _record_sent(self, conn: asyncpg.Connection, job: Job, recipient: str) -> None:
         # The email is out: a lost update here would send it again once the lease ends. So insist (on a fresh
