@@ -34,7 +34,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
 from portal_shared import broker
-from portal_shared.dlq import publish_dead_letter, scrub_dead_letters
+from portal_shared.dlq import publish_dead_letter, scrub_dead_letters, scrub_text
 from portal_shared.events import Envelope, UnknownEventError, decode
 from portal_shared.metrics import CONSUMED, DEAD_LETTERED, DUPLICATES_SKIPPED, RETRIED
 
@@ -200,7 +200,7 @@ class EventConsumer:
             envelope = decode(message.body)
         except UnknownEventError as exc:
             DEAD_LETTERED.labels("malformed").inc()
-            log.error("event_rejected", message_id=message.message_id, type=message.type, reason=str(exc))
+            log.error("event_rejected", message_id=message.message_id, type=message.type, reason=_redacted(exc))
             await self._dead_letter(message, "malformed", str(exc))
             return
         with structlog.contextvars.bound_contextvars(correlation_id=envelope.correlation_id,
@@ -212,7 +212,7 @@ class EventConsumer:
                 duplicate = await self._handle_with_database_retry(handler, envelope)
             except PermanentError as exc:
                 DEAD_LETTERED.labels("permanent").inc()
-                log.error("event_dead_lettered", reason=str(exc))
+                log.error("event_dead_lettered", reason=_redacted(exc))
                 await self._dead_letter(message, "permanent", str(exc))
                 return
             except Exception as exc:
@@ -275,12 +275,12 @@ class EventConsumer:
         if deliveries >= self._delivery_limit:
             DEAD_LETTERED.labels("delivery_limit").inc()
             log.error("event_dead_lettered", reason="delivery limit reached", error=type(exc).__name__,
-                      detail=str(exc)[:200], delivery=deliveries, limit=self._delivery_limit)
+                      detail=_redacted(exc), delivery=deliveries, limit=self._delivery_limit)
             await self._dead_letter(message, "delivery_limit", f"{type(exc).__name__}: {exc}")
             return
         delay = min(self._retry_base * 2 ** (deliveries - 1), self._retry_max)
         RETRIED.labels(envelope.type).inc()
-        log.warning("event_retry", error=type(exc).__name__, detail=str(exc)[:200], delivery=deliveries,
+        log.warning("event_retry", error=type(exc).__name__, detail=_redacted(exc), delivery=deliveries,
                     limit=self._delivery_limit, delay=delay)
         # The delay holds one prefetch slot (not a hot requeue loop); the other slots keep flowing.
         await asyncio.sleep(delay)
@@ -319,6 +319,11 @@ class EventConsumer:
         if channel is not None and not channel.is_closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(channel.close(), 2)
+
+
+def _redacted(exc: BaseException) -> str:
+    """An error's text for a log line, any `token=` value blanked: a handler's message may quote a link."""
+    return scrub_text(str(exc).encode()).decode(errors="replace")[:200]
 
 
 async def _settle(outcome: Awaitable[None]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import aio_pika
 import asyncpg
 import pytest
+import structlog
 from portal_shared import broker, consumer, dlq
 from portal_shared.consumer import PermanentError
 from portal_shared.dlq import list_dead_letters, replay_dead_letters
@@ -40,17 +41,22 @@ async def _publish(backbone: Backbone, body: bytes, *, message_id: str, type_: s
 async def _peek(backbone: Backbone) -> list[tuple[str | None, bytes, dict[str, Any]]]:
     """Every message in the dead-letter queue as it is stored: (message id, body, headers); left in place."""
     channel = await backbone.connection.channel()
+    seen: list[tuple[str | None, bytes, dict[str, Any]]] = []
     try:
         queue = await channel.declare_queue(broker.dead_letter_queue_name(SERVICE), passive=True)
-        seen = []
         for _ in range(queue.declaration_result.message_count or 0):
             message = await queue.get(no_ack=False, fail=False)
             if message is None:
                 break
             seen.append((message.message_id, message.body, dict(message.headers or {})))
-        return seen
     finally:
         await channel.close()  # unacked: all back in the queue
+
+    async def returned() -> bool:  # the broker requeues them just after the close, not with it
+        return await _dead_count(backbone) >= len(seen)
+
+    await wait_until(returned, within=5, what="the peeked dead letters back in their queue")
+    return seen
 
 
 async def _dead_count(backbone: Backbone) -> int:
@@ -81,15 +87,18 @@ async def test_a_poison_reset_event_is_dead_lettered_without_its_link(backbone: 
     refused, failing = _reset("refused"), _reset("failing")
     invite = Envelope.wrap(UserInvited(user_id="failing", email="i@client.example", name="I",
                                        set_password_url=INVITE_URL, expires_at="2030-01-01T00:00:00Z"), source="test")
-    for envelope in (refused, failing, invite):
-        body = encode(envelope)
-        assert SECRET.encode() in body  # the published event carries its link
-        await _publish(backbone, body, message_id=envelope.id, type_=envelope.type)
 
     async def three_dead() -> bool:
         return await _dead_count(backbone) >= 3
 
-    await wait_until(three_dead, within=15, what="three dead letters")
+    with structlog.testing.capture_logs() as logged:
+        for envelope in (refused, failing, invite):
+            body = encode(envelope)
+            assert SECRET.encode() in body  # the published event carries its link
+            await _publish(backbone, body, message_id=envelope.id, type_=envelope.type)
+        await wait_until(three_dead, within=15, what="three dead letters")
+    assert any(entry["event"] == "event_dead_lettered" for entry in logged), logged
+    assert SECRET not in json.dumps(logged, default=str)  # the refusal quoted the link: not in the log line
     stored = {message_id: (body, headers) for message_id, body, headers in await _peek(backbone)}
     assert set(stored) == {refused.id, failing.id, invite.id}
     for envelope in (refused, failing, invite):
