@@ -76,6 +76,14 @@ async def test_patch_profile_without_a_body_is_a_400(demo: Portal) -> None:
     assert status == 200
 
 
+async def test_every_patch_without_a_body_is_a_400(demo: Portal, admin: Portal) -> None:
+    status, users = await admin.get("/api/admin/users?q=demo@client.example")
+    assert status == 200 and users
+    for client, path in ((admin, f"/api/admin/users/{users[0]['id']}"),
+                         (demo, "/api/mfa/webauthn/00000000-0000-0000-0000-000000000000")):
+        _assert_problem(*(await _raw(client, "PATCH", path, None, content_type=None))[:3], expected=400)
+
+
 @pytest.mark.parametrize(("service", "method", "path"), [
     ("profile", "POST", "/api/auth/login"),
     ("profile", "PATCH", "/api/profile"),

@@ -55,7 +55,7 @@ async def webauthn_register(request: web.Request) -> web.Response:
 
 
 async def webauthn_rename(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = await read_json(request, required=True)
     key = await request.app[WEBAUTHN].rename(identity_of(request), _key_id(request), body.get("name"))
     return json_response(serialize.key(key))
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 from portal_shared.consumer import Statement
+from portal_shared.events import SECRET_DATA_FIELDS
 
 NOTIFY_CHANNEL = "notifier_email_jobs"
 # The queue's functions run on the pool or on a connection the caller holds (a dispatcher worker's batch).
@@ -63,7 +64,6 @@ ORDER BY c.next_attempt_at
 """
 # A reset or invitation link is worth something only until its email is out (or never will be): a finished
 # job drops it, so no usable link stays at rest. An operator cannot re-send such a job (see _RETRY).
-LINK_FIELDS = ("reset_url", "set_password_url")
 LINK_TYPES = ("profile.user_invited", "profile.password_reset_requested")
 _MARK_SENT = """
 UPDATE email_jobs SET status = 'sent', sent_to = $2, last_recipient = $2, last_error = NULL, finished_at = now(),
@@ -148,16 +148,16 @@ async def claim_jobs(pool: Executor, *, limit: int, lease_seconds: float) -> lis
 
 
 async def mark_sent(pool: Executor, job_id: str, recipient: str) -> None:
-    await pool.execute(_MARK_SENT, job_id, recipient, LINK_FIELDS)
+    await pool.execute(_MARK_SENT, job_id, recipient, SECRET_DATA_FIELDS)
 
 
 async def mark_failed(pool: Executor, job_id: str, reason: str, *, recipient: str | None = None) -> None:
-    await pool.execute(_MARK_FINISHED, job_id, "failed", reason[:1000], recipient, LINK_FIELDS)
+    await pool.execute(_MARK_FINISHED, job_id, "failed", reason[:1000], recipient, SECRET_DATA_FIELDS)
 
 
 async def mark_expired(pool: Executor, job_id: str) -> None:
     await pool.execute(_MARK_FINISHED, job_id, "expired", "link expired before the email could be sent", None,
-                       LINK_FIELDS)
+                       SECRET_DATA_FIELDS)
 
 
 async def reschedule(pool: Executor, job_id: str, *, delay_seconds: float, reason: str) -> None:

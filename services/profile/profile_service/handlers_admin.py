@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from portal_shared.web import json_response, no_content
+from portal_shared.web import json_response, no_content, require_body
 
 from profile_service import admin, guard, sessions
 from profile_service.bodies import read_body
@@ -47,6 +47,7 @@ async def list_users(request: web.Request) -> web.Response:
 @routes.patch("/api/admin/users/{id}")
 async def update_user(request: web.Request) -> web.Response:
     session = guard.admin(request)
+    await require_body(request)
     body = await read_body(request)
     user = await admin.update_user(request.app[CONTEXT], session, request.match_info["id"], body,
                                    ip=guard.meta(request)[1])
