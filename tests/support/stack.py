@@ -14,5 +14,6 @@ DEMO_PASSWORD = "correct horse battery staple 42"
 def throwaway_stack() -> LocalStack:
     ports = Ports(**{name: free_port() for name in (
         "gateway", "postgres", "amqp", "amqp_dist", "epmd", "amqp_management", "profile", "mfa", "notifier", "smtp")})
-    return LocalStack(var=Path(tempfile.mkdtemp(prefix="portal-stack-")), ports=ports,
+    # <tmp>/var, as in the repo: tools run in <tmp> (portal-admin) find the stack's data in ./var.
+    return LocalStack(var=Path(tempfile.mkdtemp(prefix="portal-stack-")) / "var", ports=ports,
                       demo_password=DEMO_PASSWORD, log_format="json")

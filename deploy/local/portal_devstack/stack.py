@@ -33,6 +33,7 @@ from portal_devstack.process import (
     wait_until,
 )
 from portal_devstack.rabbitmq import LocalRabbitMQ
+from portal_devstack.state import DATABASE, StackState, write_state
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[3]
@@ -132,8 +133,10 @@ class LocalStack:
         self.postgres = LocalPostgres(self.var / "postgres" / "data", self.ports.postgres, logs / "postgres.log")
         self.postgres.start()
         self.children.append(self.postgres.child)  # type: ignore[arg-type]
-        urls = _run_sync(bootstrap(self.postgres.admin_dsn, database="portal", passwords={
+        urls = _run_sync(bootstrap(self.postgres.admin_dsn, database=DATABASE, passwords={
             s: values[f"{s.upper()}_DB_PASSWORD"] for s in SERVICES}))
+        # For tools run beside the stack (`uv run portal-admin`), which find its database from var/.
+        write_state(self.var, StackState(postgres_port=self.ports.postgres, base_url=self.base_url))
 
         self.rabbitmq = LocalRabbitMQ(self.var / "rabbitmq", self.ports.amqp, self.ports.amqp_dist,
                                       self.ports.epmd, logs / "rabbitmq.log",
