@@ -340,3 +340,38 @@ async def test_links_are_void_after_a_password_change_an_address_change_and_a_co
         "token": third, "new_password": ATTACKER_PASSWORD,
         "confirm_password": ATTACKER_PASSWORD})
     assert status == 400 and problem["type"].endswith("invalid-reset-token")
+
+
+async def test_operators_manage_admins_with_portal_admin(
+        portal_stack: Any, mailbox: Mailbox, portals: Any) -> None:
+    from tests.e2e.test_admin_cli_stack import create_admin as cli_create_admin
+    from tests.e2e.test_admin_cli_stack import portal_admin
+
+    cwd = portal_stack.var.parent
+    address = unique_email("ops-admin").replace("client.example", "msp.example")
+    link = cli_create_admin(address, "Ops Admin", cwd=cwd, base_url=portal_stack.base_url)
+    status, _ = await portals().post("/api/auth/invitation/accept", {
+        "token": unquote(link.split("token=", 1)[1]), "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD})
+    assert status == 204
+    admin = portals()
+    await admin.login(address, NEW_PASSWORD)
+    status, setup = await admin.post("/api/mfa/totp/setup")
+    assert (await admin.post("/api/mfa/totp/verify", {"code": pyotp.TOTP(setup["secret"]).now()}))[0] == 200
+    listed = portal_admin("list-admins", cwd=cwd)
+    assert listed.returncode == 0, listed.stderr
+    assert any(address in line and "two-factor on" in line for line in listed.stdout.splitlines()), listed.stdout
+
+    reset = portal_admin("reset-admin-two-factor", "--email", address, cwd=cwd)
+    assert reset.returncode == 0, reset.stderr
+    assert (await admin.get("/api/profile"))[0] == 401, "every session of the account ended"
+    await mailbox.wait_for(address, "mfa.reset_by_admin")
+    assert (await portals().login(address, NEW_PASSWORD))["state"] == "signed_in", "no factor left"
+
+    moved = unique_email("ops-moved").replace("client.example", "msp.example")
+    change = portal_admin("change-admin-email", "--email", address, "--new-email", moved, cwd=cwd)
+    assert change.returncode == 0, change.stderr
+    await mailbox.wait_for(address, "profile.email_changed")
+    await mailbox.wait_for(moved, "profile.email_changed")
+    assert (await portals().login(moved, NEW_PASSWORD))["state"] == "signed_in"
+    client_user = portal_admin("change-admin-email", "--email", "demo@client.example", "--new-email", moved, cwd=cwd)
+    assert client_user.returncode == 1 and "no MSP admin" in client_user.stderr

@@ -136,7 +136,8 @@ class LocalStack:
         urls = _run_sync(bootstrap(self.postgres.admin_dsn, database=DATABASE, passwords={
             s: values[f"{s.upper()}_DB_PASSWORD"] for s in SERVICES}))
         # For tools run beside the stack (`uv run portal-admin`), which find its database from var/.
-        write_state(self.var, StackState(postgres_port=self.ports.postgres, base_url=self.base_url))
+        write_state(self.var, StackState(postgres_port=self.ports.postgres, base_url=self.base_url,
+                                         mfa_url=f"http://127.0.0.1:{self.ports.mfa}"))
 
         self.rabbitmq = LocalRabbitMQ(self.var / "rabbitmq", self.ports.amqp, self.ports.amqp_dist,
                                       self.ports.epmd, logs / "rabbitmq.log",

@@ -37,6 +37,7 @@ class StackState:
     postgres_port: int
     base_url: str  # the gateway's origin: where links printed by tools must point
     database: str = DATABASE
+    mfa_url: str | None = None  # mfa's internal base URL (portal-admin resets an admin's two-factor there)
 
 
 def write_state(var: Path, state: StackState) -> None:
@@ -51,6 +52,15 @@ def read_state(var: Path) -> StackState | None:
         return StackState(**json.loads((var / STATE_FILE).read_text()))
     except (OSError, ValueError, TypeError):
         return None
+
+
+def service_auth_key(var: Path) -> str | None:
+    """The stack's SERVICE_AUTH_KEY (signs service-to-service calls), from secrets.json."""
+    try:
+        value = json.loads((var / SECRETS_FILE).read_text()).get("SERVICE_AUTH_KEY")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def find_var_dir(start: Path | None = None) -> Path | None:

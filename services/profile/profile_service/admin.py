@@ -155,13 +155,13 @@ async def update_user(ctx: Context, admin: Session, user_id: str, body: dict[str
         updated = await _target(conn, user.id)
         await enqueue(conn, UserUpdated(user_id=user.id, email=updated.email, name=updated.name), source=SERVICE)
         if "email" in changes:
-            await _email_changed(conn, user, updated)
+            await announce_email_change(conn, user, updated)
         await audit.record(conn, user.id, "user_updated", ip=ip,
                            detail=f"{', '.join(sorted(changes))} changed by {admin.user.email}")
     return updated
 
 
-async def _email_changed(conn: asyncpg.Connection, before: User, after: User) -> None:
+async def announce_email_change(conn: asyncpg.Connection, before: User, after: User) -> None:
     """Both addresses are told (the old one can undo it); links mailed to the old address are void."""
     envelope = await enqueue(conn, EmailChanged(user_id=after.id, old_email=before.email, new_email=after.email),
                              source=SERVICE)

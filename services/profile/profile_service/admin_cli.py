@@ -1,4 +1,11 @@
-"""`portal-admin create-admin --email E --name N`: bootstrap an MSP admin and print a one-time set-password link.
+"""`portal-admin`: the operators' tool for MSP admin accounts, which admins cannot manage among themselves.
+
+  create-admin --email E --name N          create an admin and print a one-time set-password link
+  list-admins                              the admins, with two-factor and password state
+  change-admin-email --email E --new-email N
+                                           move an admin's sign-in address (both addresses are emailed)
+  reset-admin-two-factor --email E         remove an admin's factors and codes, end their sessions
+                                           (calls mfa: MFA_URL and SERVICE_AUTH_KEY, or the stack's)
 
 Which database: DATABASE_URL (the profile role's) when set; else, run in the repo (`uv run portal-admin`),
 the `make up` stack's, found under var/ (or PORTAL_VAR_DIR), while the stack runs or after it stopped.
@@ -14,8 +21,11 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+from profile_service import operators
 from profile_service.bootstrap import AlreadyExists, create_admin
+from profile_service.mfa_client import MfaUnavailable
 from profile_service.validation import FieldError, clean_email, clean_name
 
 DEFAULT_BASE_URL = "http://localhost:8080"
@@ -98,6 +108,67 @@ def _create_admin(args: argparse.Namespace) -> None:
     print(f"Set the password within 3 days (the link works once): {url}")
 
 
+def resolve_mfa() -> tuple[str, str]:
+    """mfa's internal URL and the service key that signs calls to it: MFA_URL and SERVICE_AUTH_KEY, else the
+    running stack's (var/stack.json, var/secrets.json)."""
+    url, key = os.environ.get("MFA_URL", "").strip(), os.environ.get("SERVICE_AUTH_KEY", "").strip()
+    var = None if url and key else _stack_var_dir()
+    if var is not None:
+        from portal_devstack.state import read_state, service_auth_key
+
+        state = read_state(var)
+        url = url or (state.mfa_url if state and state.mfa_url else "")
+        key = key or service_auth_key(var) or ""
+    if not url or not key:
+        raise CliError("set MFA_URL and SERVICE_AUTH_KEY (the mfa service's internal URL and the services' key), "
+                       "or run this in the repo while `make up` runs")
+    return url, key
+
+
+def _address(value: str) -> str:
+    try:
+        return clean_email(value)
+    except FieldError as exc:
+        raise CliError(f"{value!r}: {exc}") from exc
+
+
+def _run(action: Any) -> Any:
+    try:
+        return asyncio.run(action)
+    except operators.NotAnAdmin as exc:
+        raise CliError(f"no MSP admin has the email address {exc}") from exc
+    except AlreadyExists as exc:
+        raise CliError(f"an account with the email address {exc} already exists") from exc
+    except MfaUnavailable as exc:
+        raise CliError(f"the mfa service did not answer ({exc}); is the stack running?") from exc
+    except OSError as exc:
+        raise CliError(f"cannot reach the database ({exc}); is the stack running (`make up`)?") from exc
+
+
+def _list_admins(_: argparse.Namespace) -> None:
+    with resolve_database_url() as database_url:
+        admins = _run(operators.list_admins(database_url))
+    for user in admins:
+        state = "two-factor on" if user.two_factor_enabled else "two-factor off"
+        password = "password set" if user.password_hash else "no password yet"
+        print(f"{user.email}\t{user.name}\t{state}\t{password}")
+
+
+def _change_admin_email(args: argparse.Namespace) -> None:
+    email, new_email = _address(args.email), _address(args.new_email)
+    with resolve_database_url() as database_url:
+        _run(operators.change_admin_email(database_url, email=email, new_email=new_email))
+    print(f"Moved MSP admin {email} to {new_email}; both addresses are emailed.")
+
+
+def _reset_admin_two_factor(args: argparse.Namespace) -> None:
+    email = _address(args.email)
+    mfa_url, key = resolve_mfa()
+    with resolve_database_url() as database_url:
+        _run(operators.reset_admin_two_factor(database_url, email=email, mfa_url=mfa_url, service_key=key))
+    print(f"Removed every second factor and recovery code of {email} and ended their sessions.")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="portal-admin", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -106,6 +177,14 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--email", required=True)
     create.add_argument("--name", required=True)
     create.set_defaults(run=_create_admin)
+    commands.add_parser("list-admins", help="list the MSP admins").set_defaults(run=_list_admins)
+    move = commands.add_parser("change-admin-email", help="move an MSP admin's sign-in address")
+    move.add_argument("--email", required=True)
+    move.add_argument("--new-email", required=True)
+    move.set_defaults(run=_change_admin_email)
+    reset = commands.add_parser("reset-admin-two-factor", help="remove an MSP admin's second factors")
+    reset.add_argument("--email", required=True)
+    reset.set_defaults(run=_reset_admin_two_factor)
     args = parser.parse_args(argv)
     try:
         args.run(args)

@@ -34,7 +34,7 @@ class SeedReport:
     passwords_set: bool
 
 
-async def _connect(database_url: str) -> asyncpg.Connection:
+async def connect(database_url: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(database_url, server_settings={"search_path": SERVICE})
     await run_migrations(conn, MIGRATIONS, schema=SERVICE)
     return conn
@@ -42,7 +42,7 @@ async def _connect(database_url: str) -> asyncpg.Connection:
 
 async def create_admin(database_url: str, *, email: str, name: str, base_url: str) -> str:
     """Create an MSP admin without a password; return the one-time set-password link (valid 3 days)."""
-    conn = await _connect(database_url)
+    conn = await connect(database_url)
     try:
         async with conn.transaction():
             if await users_repo.email_taken(conn, email):
@@ -70,7 +70,7 @@ async def seed_demo(database_url: str, *, password: str | None) -> SeedReport:
         finally:
             hasher.close()
         hashes = {str(spec["email"]): digest for spec, digest in zip(accounts, digests, strict=True)}
-    conn = await _connect(database_url)
+    conn = await connect(database_url)
     created: list[str] = []
     try:
         async with conn.transaction():
