@@ -54,6 +54,13 @@ RETURNING EXISTS (SELECT 1 FROM previous) AS known
 """
 
 
+# A completed reset proves control of the mailbox: the account's known browsers start again unlocked.
+_CLEAR_ACCOUNT = """
+UPDATE devices SET failed_attempts = 0, locked_until = NULL
+WHERE user_id = $1 AND (failed_attempts <> 0 OR locked_until IS NOT NULL)
+"""
+
+
 def _device(row: asyncpg.Record | None) -> Device | None:
     if row is None:
         return None
@@ -71,3 +78,8 @@ async def remember(conn: Conn, *, old_hash: bytes | None, new_hash: bytes, user_
 
     True when `old_hash` was already a known device of this account."""
     return bool(await conn.fetchval(_REMEMBER, old_hash, new_hash, uuid.UUID(user_id), keep))
+
+
+async def clear_account(conn: Conn, user_id: str) -> None:
+    """Clear the failure counter and lock of every known device of the account."""
+    await conn.execute(_CLEAR_ACCOUNT, uuid.UUID(user_id))

@@ -4,6 +4,7 @@ per account (untrusted counter) and per known device; a passkey is never refused
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import uuid
@@ -288,3 +289,25 @@ async def test_ten_failures_lock_the_account_across_browsers_ips_and_restarts(po
         assert response.status == 200
     assert await portal.db.fetchval("SELECT failed_attempts FROM profile.users WHERE id = $1",
                                     uuid.UUID(portal.demo_id)) == 0
+
+
+async def test_a_completed_reset_unlocks_the_owners_devices(portal: ProfileHarness) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    laptop = await portal.signed_in()
+    await _wrong(laptop, 10)
+    assert (await _device_row(portal, laptop))["locked"]
+    anyone = portal.browser()
+    assert (await anyone.post("/api/auth/password-reset", {"email": DEMO_EMAIL}))[0] == 202
+    for _ in range(100):
+        events = await portal.events("profile.password_reset_requested")
+        if events:
+            break
+        await asyncio.sleep(0.05)
+    token = parse_qs(urlsplit(events[-1]["data"]["reset_url"]).query)["token"][0]
+    new_password = "a brand new passphrase 5"
+    status, _ = await anyone.post("/api/auth/password-reset/confirm", {
+        "token": token, "new_password": new_password, "confirm_password": new_password})
+    assert status == 204
+    assert not (await _device_row(portal, laptop))["locked"], "the reset proved the mailbox: the device is clear"
+    assert (await laptop.post("/api/auth/login", {"email": DEMO_EMAIL, "password": new_password}))[0] == 200
