@@ -50,17 +50,8 @@ class ProfileClient:
         Profile's password sign-in asks mfa only while that mark is up, so the first factor must never
         be committed without it. Raises ProfileUnavailable when profile does not confirm.
         """
-        headers = tokens.service_authorization(self._key, issuer="mfa", audience="profile")
-        url = f"{self._base}/internal/users/{user_id}/two-factor-on"
-        try:
-            async with self._session.post(url, json={"at": datetime.now(UTC).isoformat()}, headers=headers,
-                                          timeout=TIMEOUT) as response:
-                if response.status != 204:
-                    log.warning("raise_two_factor_failed", status=response.status)
-                    raise ProfileUnavailable(NOT_TURNED_ON)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("raise_two_factor_unreachable", error=type(exc).__name__)
-            raise ProfileUnavailable(NOT_TURNED_ON) from None
+        await self._confirmed(f"/internal/users/{user_id}/two-factor-on", {"at": datetime.now(UTC).isoformat()},
+                              what="raise_two_factor", refusal=NOT_TURNED_ON)
 
     async def end_other_sessions(self, user_id: str, keep_session_id: str | None) -> None:
         """Have profile end every session of the user but `keep_session_id` (the caller's, by public id).
@@ -70,14 +61,18 @@ class ProfileClient:
         ProfileUnavailable when profile does not confirm, so the change rolls back (fail closed). Should
         the commit fail after profile answered, the sessions are ended for nothing: harmless.
         """
+        await self._confirmed(f"/internal/users/{quote(user_id, safe='')}/sessions/end-others",
+                              {"keep_session_id": keep_session_id}, what="end_other_sessions", refusal=NOT_CHANGED)
+
+    async def _confirmed(self, path: str, body: dict[str, object], *, what: str, refusal: str) -> None:
+        """POST `body` to profile's `path`; anything but a 204 raises ProfileUnavailable(refusal)."""
         headers = tokens.service_authorization(self._key, issuer="mfa", audience="profile")
-        url = f"{self._base}/internal/users/{quote(user_id, safe='')}/sessions/end-others"
         try:
-            async with self._session.post(url, json={"keep_session_id": keep_session_id}, headers=headers,
+            async with self._session.post(self._base + path, json=body, headers=headers,
                                           timeout=TIMEOUT) as response:
                 if response.status != 204:
-                    log.warning("end_other_sessions_failed", status=response.status)
-                    raise ProfileUnavailable(NOT_CHANGED)
+                    log.warning(f"{what}_failed", status=response.status)
+                    raise ProfileUnavailable(refusal)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("end_other_sessions_unreachable", error=type(exc).__name__)
-            raise ProfileUnavailable(NOT_CHANGED) from None
+            log.warning(f"{what}_unreachable", error=type(exc).__name__)
+            raise ProfileUnavailable(refusal) from None
