@@ -134,6 +134,16 @@ class Backbone:
         await self.pool.close()
 
 
+async def dead_letter_count(backbone: Backbone) -> int:
+    """How many messages wait in the service's dead-letter queue."""
+    channel = await backbone.connection.channel()
+    try:
+        queue = await channel.declare_queue(broker.dead_letter_queue_name(SERVICE), passive=True)
+        return queue.declaration_result.message_count or 0
+    finally:
+        await channel.close()
+
+
 async def open_backbone(stack_env: dict[str, str], tmp_path: Path) -> Backbone:
     dsn = stack_env[f"{SERVICE.upper()}_DATABASE_URL"]
     conn = await asyncpg.connect(dsn)

@@ -15,7 +15,14 @@ from portal_shared.dlq import list_dead_letters, replay_dead_letters
 from portal_shared.events import Envelope, encode
 from portal_shared.events.contracts import TotpDisabled, TotpEnabled
 
-from tests.integration.backbone.backbone_support import SERVICE, Backbone, metric, record_effect, wait_until
+from tests.integration.backbone.backbone_support import (
+    SERVICE,
+    Backbone,
+    dead_letter_count,
+    metric,
+    record_effect,
+    wait_until,
+)
 
 
 async def _publish(backbone: Backbone, body: bytes, *, message_id: str | None, type_: str) -> None:
@@ -29,15 +36,6 @@ async def _publish(backbone: Backbone, body: bytes, *, message_id: str | None, t
 
 async def _publish_event(backbone: Backbone, envelope: Envelope) -> None:
     await _publish(backbone, encode(envelope), message_id=envelope.id, type_=envelope.type)
-
-
-async def _dead_letter_count(backbone: Backbone) -> int:
-    channel = await backbone.connection.channel()
-    try:
-        queue = await channel.declare_queue(broker.dead_letter_queue_name(SERVICE), passive=True)
-        return queue.declaration_result.message_count or 0
-    finally:
-        await channel.close()
 
 
 async def _delivered_twice_has_one_effect(backbone: Backbone) -> None:
@@ -73,7 +71,7 @@ async def test_one_statement_handler_claims_its_inbox_row_in_the_same_statement(
     await _delivered_twice_has_one_effect(backbone)
 
     # A handler that refuses the event: dead-lettered, and no inbox row claims it (a replay would run it).
-    dead_before = await _dead_letter_count(backbone)
+    dead_before = await dead_letter_count(backbone)
     refused = Envelope.wrap(TotpEnabled(user_id="poison"), source="test")
     await _publish_event(backbone, refused)
     await wait_until(lambda: _dlq_at_least(backbone, dead_before + 1), within=10, what="the refusal dead-lettered")
@@ -116,7 +114,7 @@ async def _effects_at_least(backbone: Backbone, count: int) -> bool:
 
 
 async def _dlq_at_least(backbone: Backbone, count: int) -> bool:
-    return await _dead_letter_count(backbone) >= count
+    return await dead_letter_count(backbone) >= count
 
 
 async def test_queue_delivery_limit_dead_letters_a_message_nobody_settles(backbone: Backbone) -> None:
@@ -186,12 +184,12 @@ async def test_dead_letters_are_listed_and_replayed_once(backbone: Backbone) -> 
     for _ in range(2):
         letters = await list_dead_letters(backbone.amqp_url, SERVICE)
         assert sorted(str(letter.message_id) for letter in letters) == sorted([first.id, second.id, "junk"])
-    assert await _dead_letter_count(backbone) == 3
+    assert await dead_letter_count(backbone) == 3
 
     broken["on"] = False  # the bug is fixed: replay one, then the rest
     assert await replay_dead_letters(backbone.amqp_url, SERVICE, message_id=first.id) == 1
     await wait_until(lambda: _effects_at_least(backbone, 1), within=5, what="the replayed event")
-    assert await _dead_letter_count(backbone) == 2
+    assert await dead_letter_count(backbone) == 2
 
     # The command line, as an operator runs it; the malformed message dies again, harmlessly.
     env = {**os.environ, "AMQP_URL": backbone.amqp_url}
@@ -232,4 +230,4 @@ async def test_database_outage_does_not_spend_deliveries(backbone: Backbone, sta
         await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
         await admin.close()
     assert await backbone.effects() == (1, 1)
-    assert await _dead_letter_count(backbone) == 0
+    assert await dead_letter_count(backbone) == 0

@@ -16,7 +16,12 @@ from portal_shared.dlq import list_dead_letters, replay_dead_letters
 from portal_shared.events import Envelope, encode
 from portal_shared.events.contracts import PasswordResetRequested, UserInvited
 
-from tests.integration.backbone.backbone_support import SERVICE, Backbone, wait_until
+from tests.integration.backbone.backbone_support import (
+    SERVICE,
+    Backbone,
+    dead_letter_count,
+    wait_until,
+)
 
 SECRET = "s3cret-reset-token"
 RESET_URL = f"http://localhost:8080/portal/reset-password?token={SECRET}"
@@ -53,19 +58,10 @@ async def _peek(backbone: Backbone) -> list[tuple[str | None, bytes, dict[str, A
         await channel.close()  # unacked: all back in the queue
 
     async def returned() -> bool:  # the broker requeues them just after the close, not with it
-        return await _dead_count(backbone) >= len(seen)
+        return await dead_letter_count(backbone) >= len(seen)
 
     await wait_until(returned, within=5, what="the peeked dead letters back in their queue")
     return seen
-
-
-async def _dead_count(backbone: Backbone) -> int:
-    channel = await backbone.connection.channel()
-    try:
-        queue = await channel.declare_queue(broker.dead_letter_queue_name(SERVICE), passive=True)
-        return queue.declaration_result.message_count or 0
-    finally:
-        await channel.close()
 
 
 def _no_token(body: bytes) -> None:
@@ -89,7 +85,7 @@ async def test_a_poison_reset_event_is_dead_lettered_without_its_link(backbone: 
                                        set_password_url=INVITE_URL, expires_at="2030-01-01T00:00:00Z"), source="test")
 
     async def three_dead() -> bool:
-        return await _dead_count(backbone) >= 3
+        return await dead_letter_count(backbone) >= 3
 
     with structlog.testing.capture_logs() as logged:
         for envelope in (refused, failing, invite):
@@ -136,7 +132,7 @@ async def test_malformed_messages_lose_their_tokens(backbone: Backbone) -> None:
                    type_=PasswordResetRequested.type)
 
     async def two_dead() -> bool:
-        return await _dead_count(backbone) >= 2
+        return await dead_letter_count(backbone) >= 2
 
     await wait_until(two_dead, within=10, what="two dead letters")
     stored = {message_id: (body, headers) for message_id, body, headers in await _peek(backbone)}
@@ -169,7 +165,7 @@ async def test_what_the_broker_dead_letters_raw_is_scrubbed_at_consumer_start_an
     await _publish(backbone, encode(crashed), message_id=crashed.id, type_=crashed.type)
 
     async def one_dead() -> bool:
-        return await _dead_count(backbone) >= 1
+        return await dead_letter_count(backbone) >= 1
 
     await wait_until(one_dead, within=10, what="the broker to dead-letter it")
     [(_, raw, _)] = await _peek(backbone)
@@ -191,7 +187,7 @@ async def test_what_the_broker_dead_letters_raw_is_scrubbed_at_consumer_start_an
     await _publish(backbone, encode(again), message_id=again.id, type_=again.type)
 
     async def two_dead() -> bool:
-        return await _dead_count(backbone) >= 2
+        return await dead_letter_count(backbone) >= 2
 
     await wait_until(two_dead, within=10, what="the second raw dead letter")
     letters = await list_dead_letters(backbone.amqp_url, SERVICE)
@@ -219,7 +215,7 @@ async def test_a_copy_that_cannot_be_published_falls_back_to_the_broker(
     await _publish(backbone, encode(envelope), message_id=envelope.id, type_=envelope.type)
 
     async def one_dead() -> bool:
-        return await _dead_count(backbone) >= 1
+        return await dead_letter_count(backbone) >= 1
 
     await wait_until(one_dead, within=10, what="the broker's dead letter")
     [letter] = await list_dead_letters(backbone.amqp_url, SERVICE)  # scrubbed on the way
