@@ -11,7 +11,9 @@ time step later than the user's last accepted one (steps `now` and `now+1`, insi
 each success is a replay-guard UPDATE that matches a row. The baseline handler parses the same JSON and
 runs one comparable UPDATE (`... SET last_used_step = $2 WHERE user_id = $1 AND last_used_step < $2`).
 Rounds are interleaved (baseline, mfa, baseline, ...) so drift on the machine hits both alike.
-Goal: ≥ 1,000 verifications/s; the ratio to the baseline is printed beside it.
+Goal: ≥ 1,000 verifications/s; the ratio to the baseline is printed beside it. Beside the rates, the CPU
+each verification costs (user + system, from /proc) in the mfa process and in Postgres: CPU time does not
+depend on what else the machine runs, so it is the figure to compare across changes (issue #17 item 9).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from mfa_service.crypto import SecretBox
 from portal_devstack.process import Child, free_port, spawn, wait_until
 from portal_shared import tokens
 
+from bench import notifier_cpu
 from bench.load import LoadResult, closed_loop
 from bench.report import Figure, spread, write
 from tests.conftest import new_stack_env, service_environ
@@ -217,6 +220,9 @@ async def run(*, users: int = 50_000, seconds: float = 5.0, rounds: int = 3, con
         key = env["SERVICE_AUTH_KEY"]
 
         connector = aiohttp.TCPConnector(limit=concurrency)
+        cpu_groups = {"mfa": {mfa.process.pid}, "baseline": {baseline.process.pid}}
+        cpu_markers = {"postgres": str(backend.root / "pg")}
+        mfa_cpu: list[dict[str, float]] = []
         async with aiohttp.ClientSession(connector=connector) as session:
             await measure(session, baseline_url, counters, key=None, concurrency=concurrency, seconds=1)
             await measure(session, mfa_url, population, key=key, concurrency=concurrency, seconds=1)
@@ -225,8 +231,11 @@ async def run(*, users: int = 50_000, seconds: float = 5.0, rounds: int = 3, con
             for _ in range(rounds):
                 bare.append(await measure(session, baseline_url, counters, key=None, concurrency=concurrency,
                                           seconds=seconds))
+                before = notifier_cpu.snapshot(cpu_groups, cpu_markers)
                 real.append(await measure(session, mfa_url, population, key=key, concurrency=concurrency,
                                           seconds=seconds))
+                after = notifier_cpu.snapshot(cpu_groups, cpu_markers)
+                mfa_cpu.append(notifier_cpu.per_item_ms(before, after, max(real[-1].requests, 1)))
         errors = sum(r.errors for r in real)
         if errors:
             print(f"warning: {errors} mfa verifications answered ok=false (log: {logs / 'mfa.log'})", flush=True)
@@ -235,6 +244,8 @@ async def run(*, users: int = 50_000, seconds: float = 5.0, rounds: int = 3, con
         rate, bare_rate = statistics.median(real_rates), statistics.median(bare_rates)
         p50, p99 = (statistics.median([getattr(r, p) for r in real]) for p in ("p50", "p99"))
         b50, b99 = (statistics.median([getattr(r, p) for r in bare]) for p in ("p50", "p99"))
+        mfa_ms = statistics.median([c["mfa"] for c in mfa_cpu])
+        pg_ms = statistics.median([c["postgres"] for c in mfa_cpu])
         return [
             Figure("TOTP verifications/s incl. replay write (mfa /internal/verify/totp)", rate, f">= {GOAL:,.0f}",
                    "/s", f"{spread(real_rates)}; p50 {p50:.1f} ms, p99 {p99:.1f} ms at concurrency {concurrency}; "
@@ -243,6 +254,9 @@ async def run(*, users: int = 50_000, seconds: float = 5.0, rounds: int = 3, con
                    f"{spread(bare_rates)}; p50 {b50:.1f} ms, p99 {b99:.1f} ms; informational"),
             Figure("TOTP verify ÷ bare baseline", rate / bare_rate, ">= 0", "",
                    "informational: the issues set no ratio goal for this figure"),
+            Figure("mfa CPU per TOTP verification", mfa_ms, ">= 0", "ms",
+                   f"informational (issue #17 item 9): user + system CPU of the mfa process; "
+                   f"Postgres {pg_ms:.2f} ms per verification"),
         ]
     finally:
         for child in reversed(children):

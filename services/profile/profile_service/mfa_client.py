@@ -11,13 +11,23 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
+from portal_shared.errors import Unavailable
 from portal_shared.tokens import service_authorization
 
 TIMEOUT = aiohttp.ClientTimeout(total=5)
 
 
-class MfaUnavailable(Exception):
-    """mfa did not answer, or answered something we do not understand."""
+class MfaUnavailable(Unavailable):
+    """mfa did not answer, or answered something we do not understand: 503, sign-in fails closed.
+
+    The reason is for logs and the admin CLI; the client is told only the class's detail.
+    """
+
+    detail = "Two-factor checks are unavailable; try again shortly."
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.args = (reason,)
 
 
 @dataclass(frozen=True, slots=True)
