@@ -38,6 +38,7 @@ class User:
     failed_attempts: int
     locked_until: datetime | None
     created_at: datetime
+    active: bool = True  # False once an MSP admin deactivates the account (offboarding): no sign-in of any kind
 
     @property
     def is_admin(self) -> bool:

@@ -48,7 +48,7 @@ async def request_reset(ctx: Context, email: str, *, ip: str) -> None:
     Runs after the 202 has been sent, so the answer takes the same time whether or not the account exists.
     """
     user = await users_repo.get_by_email(ctx.pool, email)
-    if user is None:
+    if user is None or not user.active:  # a deactivated account is sent nothing (and told nothing)
         return
     async with ctx.pool.acquire() as conn, conn.transaction():
         await users_repo.get(conn, user.id, for_update=True)  # serialises concurrent requests for the count
@@ -64,7 +64,7 @@ async def _set_password_with_token(ctx: Context, body: dict[str, Any], purpose: 
     token = body.get("token")
     user_id = await tokens_repo.find_usable(ctx.pool, token, purpose) if isinstance(token, str) and token else None
     user = await users_repo.get(ctx.pool, user_id) if user_id else None
-    if user is None or not isinstance(token, str):
+    if user is None or not user.active or not isinstance(token, str):
         raise InvalidResetToken()
     if purpose == tokens_repo.INVITE and user.password_hash is not None:
         raise InvalidResetToken()  # an invitation sets the first password only, never overwrites one

@@ -22,7 +22,7 @@ SELECT {", ".join("s." + f for f in _SESSION_FIELDS)}, {user_columns("u", "uc", 
 FROM sessions s
 JOIN users u ON u.id = s.user_id LEFT JOIN clients uc ON uc.id = u.client_id
 LEFT JOIN users i ON i.id = s.impersonated_user_id LEFT JOIN clients ic ON ic.id = i.client_id
-WHERE s.id_hash = $1
+WHERE s.id_hash = $1 AND u.active  -- a deactivated account has no session, even one missed by its ending
 """  # noqa: S608 (column names are constants)
 _INSERT = """
 INSERT INTO sessions (id_hash, public_id, user_id, state, expires_at, user_agent, ip)

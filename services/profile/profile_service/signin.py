@@ -62,7 +62,8 @@ async def check_password(ctx: Context, user: User | None, password: str, *, ip: 
     """
     lock = device.locked_until if device is not None else (user.locked_until if user is not None else None)
     locked = throttle.is_locked(lock)
-    usable = user is not None and not locked and len(password) <= MAX_PASSWORD_INPUT
+    # A deactivated account answers as a wrong password does, after the same (dummy) hash.
+    usable = user is not None and user.active and not locked and len(password) <= MAX_PASSWORD_INPUT
     ok = await ctx.hasher.verify(user.password_hash if usable and user else None,
                                  password[:MAX_PASSWORD_INPUT])
     if not ok or user is None:
@@ -194,7 +195,7 @@ async def passkey(ctx: Context, *, challenge_id: str | None, credential: Any, pr
         raise BadCredentials("That passkey was not accepted.")
     user_id = await ctx.mfa.verify_webauthn(challenge_id, None, credential)
     user = await users_repo.get(ctx.pool, user_id) if user_id else None
-    if user is None:
+    if user is None or not user.active:
         raise BadCredentials("That passkey was not accepted.")
     device = await devices.find(ctx.pool, device_cookie, user.id)
     async with ctx.pool.acquire() as conn, conn.transaction():

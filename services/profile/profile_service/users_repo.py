@@ -13,7 +13,7 @@ from profile_service.models import Client, User
 Conn = asyncpg.Connection | asyncpg.Pool
 
 _USER_FIELDS = ("id", "email", "name", "role", "title", "mobile", "phone", "password_hash", "two_factor_enabled",
-                "failed_attempts", "locked_until", "created_at")
+                "failed_attempts", "locked_until", "created_at", "active")
 
 
 def user_columns(user: str, client: str, prefix: str = "") -> str:
