@@ -16,6 +16,8 @@ from profile_service.keys import CONTEXT
 from profile_service.models import SIGNED_IN, Session
 
 IDENTITY_TTL_SECONDS = 60
+# The signed-in person's own role (not the viewed account's): nginx gates the admin pages on it.
+ROLE_HEADER = "X-Portal-Role"
 routes = web.RouteTableDef()
 
 
@@ -36,7 +38,8 @@ def identity_claims(session: Session) -> dict[str, object]:
 
 @routes.get("/internal/auth")
 async def auth_request(request: web.Request) -> web.Response:
-    """nginx auth_request: 204 + X-Portal-Identity when fully signed in; 401; 403 for CSRF/Origin."""
+    """nginx auth_request: 204 + X-Portal-Identity and X-Portal-Role when fully signed in; 401; 403 for
+    CSRF/Origin."""
     ctx = request.app[CONTEXT]
     if not guard.origin_allowed(request.headers.get("Origin"), ctx.settings.origin):
         raise Problem(403, "Cross-origin requests are refused.", kind="origin-refused")
@@ -49,7 +52,7 @@ async def auth_request(request: web.Request) -> web.Response:
         raise Problem(403, "The CSRF token is missing or wrong.", kind="csrf-failed")
     token = tokens.sign(ctx.settings.service_auth_key, tokens.IDENTITY, identity_claims(session),
                         ttl_seconds=IDENTITY_TTL_SECONDS)
-    return web.Response(status=204, headers={tokens.IDENTITY_HEADER: token})
+    return web.Response(status=204, headers={tokens.IDENTITY_HEADER: token, ROLE_HEADER: session.user.role})
 
 
 def _from_mfa(request: web.Request) -> None:

@@ -120,6 +120,7 @@ async def test_impersonation(portal: ProfileHarness) -> None:
     claims = tokens.verify(portal.env["SERVICE_AUTH_KEY"], tokens.IDENTITY, response.headers["X-Portal-Identity"])
     assert claims["sub"] == portal.demo_id
     assert claims["imp"] == {"id": portal.admin_id, "name": "MSP Admin", "email": ADMIN_EMAIL}
+    assert response.headers["X-Portal-Role"] == "msp_admin", "the admin console stays open while viewing"
 
     events = [e["data"] for e in await portal.events("profile.impersonation_started")]
     assert events == [{"user_id": portal.demo_id, "admin_id": portal.admin_id, "admin_name": "MSP Admin",

@@ -146,6 +146,7 @@ async def test_internal_auth_gives_the_gateway_a_signed_identity(portal: Profile
     assert response.status == 204
     claims = tokens.verify(portal.env["SERVICE_AUTH_KEY"], tokens.IDENTITY, response.headers["X-Portal-Identity"])
     assert claims["sub"] == portal.demo_id and claims["email"] == DEMO_EMAIL and claims["role"] == "client_user"
+    assert response.headers["X-Portal-Role"] == "client_user"
     assert claims["imp"] is None and claims["reauth_at"] is None and claims["auth_at"] <= time.time()
     assert claims["exp"] - time.time() <= 60
     unsafe = {"Cookie": cookie, "X-Original-Method": "DELETE"}
