@@ -140,10 +140,27 @@ class ChangeUndone(Event):
     two_factor_disabled: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class SsoLinked(Event):
+    """The account's first single sign-on linked a provider identity to it (`issuer` names the provider)."""
+    type: ClassVar[str] = "profile.sso_linked"
+    issuer: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewDeviceSignIn(Event):
+    """A sign-in completed in a browser that was not a known device of the account."""
+    type: ClassVar[str] = "profile.new_device_sign_in"
+    session_id: str
+    ip: str
+    user_agent: str
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     UserCreated, UserUpdated, UserInvited, PasswordResetRequested, PasswordChanged, ImpersonationStarted,
     TwoFactorEnabled, TwoFactorDisabled, TotpEnabled, TotpDisabled, SecurityKeyAdded, SecurityKeyRemoved,
-    RecoveryCodesRegenerated, RecoveryCodeUsed, MfaResetByAdmin, EmailChanged, ChangeUndone,
+    RecoveryCodesRegenerated, RecoveryCodeUsed, MfaResetByAdmin, EmailChanged, ChangeUndone, SsoLinked,
+    NewDeviceSignIn,
 )
 
 # Data fields whose value is a usable secret: a link carrying a single-use token (reset, invitation).
