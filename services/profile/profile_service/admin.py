@@ -1,4 +1,5 @@
-"""The MSP admin's actions: clients, users and invitations, impersonation, two-factor reset, audit log."""
+"""The MSP admin's actions: clients, users and invitations, impersonation, two-factor reset (the console's
+lists, details and account switches are in admin_console.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from profile_service.bodies import UNSTORABLE, storable_text
 from profile_service.config import SERVICE
 from profile_service.context import Context
 from profile_service.errors import Conflict, Forbidden, NotFound, ReauthRequired, ValidationFailed, field_error
-from profile_service.models import CLIENT_USER, AuditEntry, Client, Session, User
+from profile_service.models import CLIENT_USER, Client, Session, User
 from profile_service.recovery import INVITE_LIFETIME_SECONDS, link
 from profile_service.validation import (
     FieldError,
@@ -218,8 +219,3 @@ async def reset_two_factor(ctx: Context, admin: Session, user_id: str, *, ip: st
         await sessions.end_all(conn, user.id)
         await audit.record(conn, user.id, "two_factor_reset", ip=ip,
                            detail=f"by {admin.user.email}; every session ended")
-
-
-async def audit_log(ctx: Context, user_id: str) -> list[AuditEntry]:
-    user = await _target(ctx.pool, user_id)
-    return await audit.entries(ctx.pool, user.id)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 from portal_shared.web import json_response, no_content, require_body
 
-from profile_service import admin, guard, sessions
+from profile_service import admin, admin_console, admin_paging, admin_views, guard, sessions
 from profile_service.bodies import read_body
 from profile_service.keys import CONTEXT
 from profile_service.models import Session
-from profile_service.views import admin_user, iso, session_info
+from profile_service.views import admin_user, session_info
 
 routes = web.RouteTableDef()
 
@@ -24,8 +24,21 @@ async def create_client(request: web.Request) -> web.Response:
 
 @routes.get("/api/admin/clients")
 async def list_clients(request: web.Request) -> web.Response:
+    """With `limit` or `cursor` (and `q`), a page of clients with their counts; else the plain list."""
     guard.admin(request)
-    return json_response([c.to_json() for c in await admin.list_clients(request.app[CONTEXT])])
+    ctx = request.app[CONTEXT]
+    if admin_paging.wanted(request.query):
+        page = await admin_console.clients_page(ctx, request.query)
+        return json_response(admin_views.page_json(page, "clients", admin_views.client_row))
+    return json_response([c.to_json() for c in await admin.list_clients(ctx)])
+
+
+@routes.get("/api/admin/clients/{id}")
+async def client_detail(request: web.Request) -> web.Response:
+    guard.admin(request)
+    detail = await admin_console.client_detail(request.app[CONTEXT], request.match_info["id"])
+    return json_response({**detail.client.to_json(), "user_count": detail.user_count,
+                          "two_factor_count": detail.two_factor_count})
 
 
 @routes.post("/api/admin/users")
@@ -38,10 +51,48 @@ async def create_user(request: web.Request) -> web.Response:
 
 @routes.get("/api/admin/users")
 async def list_users(request: web.Request) -> web.Response:
+    """With `limit` or `cursor`, a page of users with their state (active, last sign-in, invitation)."""
     guard.admin(request)
-    users = await admin.list_users(request.app[CONTEXT], client_id=request.query.get("client_id"),
-                                   query=request.query.get("q"))
+    ctx = request.app[CONTEXT]
+    if admin_paging.wanted(request.query):
+        page = await admin_console.users_page(ctx, request.query)
+        return json_response(admin_views.page_json(page, "users", admin_views.user_row))
+    users = await admin.list_users(ctx, client_id=request.query.get("client_id"), query=request.query.get("q"))
     return json_response([admin_user(u) for u in users])
+
+
+@routes.get("/api/admin/users/{id}")
+async def user_detail(request: web.Request) -> web.Response:
+    guard.admin(request)
+    row = await admin_console.user_detail(request.app[CONTEXT], request.match_info["id"])
+    return json_response(admin_views.user_row(row))
+
+
+@routes.post("/api/admin/users/{id}/invitation")
+async def resend_invitation(request: web.Request) -> web.Response:
+    session = guard.admin(request)
+    await read_body(request)
+    await admin_console.resend_invitation(request.app[CONTEXT], session, request.match_info["id"],
+                                          ip=guard.meta(request)[1])
+    return web.Response(status=202)
+
+
+@routes.post("/api/admin/users/{id}/deactivate")
+async def deactivate(request: web.Request) -> web.Response:
+    session = guard.admin(request)
+    await read_body(request)
+    await admin_console.deactivate(request.app[CONTEXT], session, request.match_info["id"],
+                                   ip=guard.meta(request)[1])
+    return no_content()
+
+
+@routes.post("/api/admin/users/{id}/reactivate")
+async def reactivate(request: web.Request) -> web.Response:
+    session = guard.admin(request)
+    await read_body(request)
+    await admin_console.reactivate(request.app[CONTEXT], session, request.match_info["id"],
+                                   ip=guard.meta(request)[1])
+    return no_content()
 
 
 @routes.patch("/api/admin/users/{id}")
@@ -90,6 +141,11 @@ async def reset_two_factor(request: web.Request) -> web.Response:
 
 @routes.get("/api/admin/users/{id}/audit")
 async def audit_log(request: web.Request) -> web.Response:
+    """Newest first; `type` filters; with `limit` or `cursor`, a page."""
     guard.admin(request)
-    entries = await admin.audit_log(request.app[CONTEXT], request.match_info["id"])
-    return json_response([{"at": iso(e.at), "type": e.type, "ip": e.ip, "detail": e.detail} for e in entries])
+    ctx, query = request.app[CONTEXT], request.query
+    paged = admin_paging.wanted(query)
+    page = await admin_console.audit_log(ctx, request.match_info["id"], query, paged=paged)
+    if paged:
+        return json_response(admin_views.page_json(page, "audit", admin_views.audit_row))
+    return json_response([admin_views.audit_row(r) for r in page.items])
