@@ -1,17 +1,16 @@
 """The nginx gateway on a loopback port, configured from deploy/nginx/, serving the built portal UI.
 
-`LocalNginx(...).start()` builds the UI (content-hashed asset directory), renders
-deploy/nginx/nginx.conf.template into PREFIX/conf/nginx.conf, and runs
-`nginx -p PREFIX -c conf/nginx.conf -e PREFIX/error.log -g 'daemon off;'` with every temp path under
-the prefix. `python -m portal_devstack.nginx build-ui OUT` and `... render-config ...` do the same
-steps for other deployments (e.g. a container image).
+`LocalNginx(...).start()` builds the UI (content-hashed asset directory), renders the local main file
+deploy/nginx/nginx.local.conf.template into PREFIX/conf/nginx.conf beside copies of the routes every
+deployment shares (SHARED_CONFIG), and runs `nginx -p PREFIX -c conf/nginx.conf -e PREFIX/error.log
+-g 'daemon off;'` with every temp path under the prefix. `python -m portal_devstack.nginx build-ui OUT`
+builds the UI alone (the gateway image does).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import math
 import os
 import shutil
 import signal
@@ -24,7 +23,11 @@ from portal_devstack.process import Child, StartError, require_free_port, spawn,
 
 REPO = Path(__file__).resolve().parents[3]
 NGINX_DIR = REPO / "deploy" / "nginx"
-UI_PAGES = ("login", "profile", "forgot-password", "reset-password", "accept-invite", "not-me")
+UI_PAGES = ("login", "profile", "forgot-password", "reset-password", "accept-invite", "not-me", "forbidden")
+# ui/admin/<page>.html -> portal/admin/<page>.html, served to msp_admin sessions only (routes.conf).
+ADMIN_PAGES = ("index", "client", "user")
+# Included by every deployment's main file (nginx.local.conf.template, nginx.compose.conf, nginx.k8s.conf).
+SHARED_CONFIG = ("http.conf", "routes.conf", "security-headers.conf")
 ASSETS_PLACEHOLDER = "{{ASSETS}}"
 
 
@@ -57,14 +60,22 @@ def build_ui(ui_root: Path, html_root: Path) -> str:
     portal = staging / "portal"
     shutil.copytree(ui_root / "assets", portal / "assets" / version)
     for page in UI_PAGES:
-        source = ui_root / "pages" / f"{page}.html"
-        text = source.read_text(encoding="utf-8").replace(ASSETS_PLACEHOLDER, f"/portal/assets/{version}")
-        (portal / f"{page}.html").write_text(text, encoding="utf-8")
+        _write_page(ui_root / "pages" / f"{page}.html", portal / f"{page}.html", version)
+    for page in ADMIN_PAGES:
+        source = ui_root / "admin" / f"{page}.html"
+        if source.is_file():  # the admin pages are optional: without them the gateway answers 403/404
+            _write_page(source, portal / "admin" / f"{page}.html", version)
     _make_readable(staging)
     if html_root.exists():
         shutil.rmtree(html_root)
     staging.rename(html_root)
     return version
+
+
+def _write_page(source: Path, target: Path, version: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = source.read_text(encoding="utf-8").replace(ASSETS_PLACEHOLDER, f"/portal/assets/{version}")
+    target.write_text(text, encoding="utf-8")
 
 
 def _make_readable(root: Path) -> None:
@@ -88,42 +99,37 @@ def upstream_servers(addresses: str | Sequence[str]) -> str:
 
 def render_config(*, prefix: Path, listen: str, profile_addr: str | Sequence[str], mfa_addr: str | Sequence[str],
                   notifier_addr: str | Sequence[str], html_root: Path, access_log: str, error_log: str = "stderr",
-                  auth_rate_per_minute: int = 600, auth_burst: int = 300, worker_processes: str = "1",
-                  user: str | None = None) -> None:
-    """Render the template and its includes into prefix/conf/ (temp and pid paths under prefix).
+                  worker_processes: str = "1", user: str | None = None) -> Path:
+    """Render the local main file into prefix/conf/nginx.conf beside the shared files; returns its path.
 
     Each `*_addr` is one `host:port` or a list of them (the service's replicas, balanced round robin).
+    Temp and pid paths are under prefix.
     """
     conf = prefix / "conf"
     conf.mkdir(parents=True, exist_ok=True)
     for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (prefix / "tmp" / name).mkdir(parents=True, exist_ok=True)
-    if auth_rate_per_minute < 1 or auth_burst < 0:
-        raise ValueError("auth_rate_per_minute must be >= 1 and auth_burst >= 0")
     values = {
         "USER_DIRECTIVE": f"user {user};" if user else "",
         "WORKER_PROCESSES": worker_processes,
         "PREFIX": str(prefix),
-        "CONF_DIR": str(conf),
         "ERROR_LOG": error_log,
         "ACCESS_LOG": access_log,
-        "AUTH_RATE": str(auth_rate_per_minute),
-        "AUTH_BURST": str(auth_burst),
-        "RETRY_AFTER": str(max(1, math.ceil(60 / auth_rate_per_minute))),
         "PROFILE_SERVERS": upstream_servers(profile_addr),
         "MFA_SERVERS": upstream_servers(mfa_addr),
         "NOTIFIER_SERVERS": upstream_servers(notifier_addr),
         "LISTEN": listen,
         "HTML_ROOT": str(html_root),
     }
-    text = (NGINX_DIR / "nginx.conf.template").read_text()
+    text = (NGINX_DIR / "nginx.local.conf.template").read_text()
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", value)
     if "{{" in text:
-        raise ValueError(f"unrendered placeholder in nginx.conf.template near: {text[text.index('{{'):][:40]}")
+        raise ValueError(f"unrendered placeholder in nginx.local.conf.template near: {text[text.index('{{'):][:40]}")
     (conf / "nginx.conf").write_text(text)
-    for include in ("security-headers.conf", "proxy-headers.conf"):
-        shutil.copyfile(NGINX_DIR / include, conf / include)
+    for name in SHARED_CONFIG:
+        shutil.copyfile(NGINX_DIR / name, conf / name)
+    return conf / "nginx.conf"
 
 
 @dataclass
@@ -135,8 +141,6 @@ class LocalNginx:
     ui_root: Path
     log_path: Path
     notifier_port: int = 8103
-    auth_rate_per_minute: int = 600  # per client IP on /api/auth/* (contract: at least 300)
-    auth_burst: int = 300  # any 300 requests at once pass; beyond, the rate refills the bucket
     host: str = "127.0.0.1"
     # Several replicas behind one upstream: when set, the full list of that service's ports (the single
     # `*_port` above is then not used); None means the one `*_port`.
@@ -180,7 +184,6 @@ class LocalNginx:
             mfa_addr=[f"127.0.0.1:{p}" for p in self.upstream_ports("mfa")],
             notifier_addr=[f"127.0.0.1:{p}" for p in self.upstream_ports("notifier")], html_root=self.html_root,
             access_log=str(self.access_log_path), error_log="stderr",
-            auth_rate_per_minute=self.auth_rate_per_minute, auth_burst=self.auth_burst,
             # As root, nginx would switch its workers to `nobody`, who cannot enter private temp dirs.
             user="root" if os.geteuid() == 0 else None,
         )
@@ -200,25 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     build = sub.add_parser("build-ui", help="build the served UI tree (content-hashed assets) into OUT")
     build.add_argument("out", type=Path)
     build.add_argument("--ui-root", type=Path, default=REPO / "ui")
-    render = sub.add_parser("render-config", help="render nginx.conf and its includes into PREFIX/conf/")
-    render.add_argument("prefix", type=Path)
-    render.add_argument("--listen", default="0.0.0.0:8080")
-    render.add_argument("--profile", default="profile:8101", help="host:port, or several comma-separated")
-    render.add_argument("--mfa", default="mfa:8102", help="host:port, or several comma-separated")
-    render.add_argument("--notifier", default="notifier:8103", help="host:port, or several comma-separated")
-    render.add_argument("--html-root", type=Path, default=Path("/usr/share/portal/html"))
-    render.add_argument("--access-log", default="/dev/stdout")
-    render.add_argument("--error-log", default="stderr")
-    render.add_argument("--workers", default="auto")
     args = parser.parse_args(argv)
-    if args.command == "build-ui":
-        print(build_ui(args.ui_root, args.out))
-    else:
-        render_config(prefix=args.prefix, listen=args.listen, profile_addr=args.profile.split(","),
-                      mfa_addr=args.mfa.split(","), notifier_addr=args.notifier.split(","),
-                      html_root=args.html_root, access_log=args.access_log,
-                      error_log=args.error_log, worker_processes=args.workers)
-        print(args.prefix / "conf" / "nginx.conf")
+    print(build_ui(args.ui_root, args.out))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ SERVICES = {"profile": 8101, "mfa": 8102, "notifier": 8103}
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 K8S_BASE = REPO / "deploy" / "k8s" / "base"
-NGINX_COMPOSE_CONF = REPO / "deploy" / "nginx" / "compose.conf"
+NGINX_DIR = REPO / "deploy" / "nginx"  # the gateway: shared routes, one main file per deployment
 KUBERNETES_VERSION = "1.31.0"  # the Kubernetes API the manifests are validated against
 
 _SETTING_NAME = re.compile(r"^[A-Z][A-Z0-9_]{2,}$")

@@ -110,15 +110,19 @@ def test_healthcheck_ports_match_the_services() -> None:
         assert re.search(rf"'{service}'\s*:\s*'{port}'", text), f"HEALTHCHECK port of {service}"
 
 
-def test_the_gateway_image_serves_the_built_ui_with_the_compose_routes() -> None:
+def test_the_gateway_image_serves_the_built_ui_with_the_shared_routes() -> None:
     steps = parse_dockerfile(GATEWAY_DOCKERFILE.read_text())
     stages = dockerfile_stages(steps)
     assert stages[-1][0][1].startswith("nginx:1.27-alpine")
     runs = " ".join(args for i, args in steps if i == "RUN")
     assert "portal_devstack.nginx build-ui" in runs
     copies = [args for i, args in stages[-1] if i == "COPY"]
-    assert "deploy/nginx/compose.conf /etc/nginx/conf.d/portal.conf" in copies
-    root = re.search(r"^\s*root\s+(\S+);", (REPO / "deploy/nginx/compose.conf").read_text(), re.M).group(1)
+    assert "deploy/nginx/nginx.compose.conf /etc/nginx/portal/nginx.conf" in copies
+    shared = ("http.conf", "routes.conf", "security-headers.conf")
+    assert " ".join(f"deploy/nginx/{name}" for name in shared) + " /etc/nginx/portal/" in copies
+    entrypoint = [args for i, args in stages[-1] if i == "ENTRYPOINT"]
+    assert entrypoint == ['["nginx", "-c", "/etc/nginx/portal/nginx.conf", "-g", "daemon off;"]']
+    root = re.search(r"^\s*root\s+(\S+);", (REPO / "deploy/nginx/nginx.compose.conf").read_text(), re.M).group(1)
     assert any(c.endswith(" " + root) for c in copies), f"the UI is not copied to the gateway's root {root}"
 
 

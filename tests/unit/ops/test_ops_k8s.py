@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import copy
+import re
+import shutil
+import subprocess
 from typing import Any
 
 import pytest
+import yaml
 from opscheck import (
     K8S_BASE,
     KUBERNETES_VERSION,
-    NGINX_COMPOSE_CONF,
+    NGINX_DIR,
+    REPO,
     SERVICES,
     bootstrap_settings,
     load_yaml,
@@ -31,9 +36,14 @@ def kustomization() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def resources(kustomization: dict[str, Any]) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
-    for name in kustomization["resources"]:
+    for name in _manifest_files(kustomization):
         docs += load_yaml_all(K8S_BASE / name)
     return docs
+
+
+def _manifest_files(kustomization: dict[str, Any]) -> list[str]:
+    """The base's own manifests (the other resources are kustomization directories, like ../../nginx)."""
+    return [name for name in kustomization["resources"] if name.endswith(".yaml")]
 
 
 def _of_kind(resources: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
@@ -64,19 +74,58 @@ def test_the_validator_rejects_a_broken_manifest(resources: list[dict[str, Any]]
 def test_kustomization_lists_every_manifest_and_no_secret(kustomization: dict[str, Any],
                                                           resources: list[dict[str, Any]]) -> None:
     on_disk = {p.name for p in K8S_BASE.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
-    assert set(kustomization["resources"]) == on_disk
+    assert set(_manifest_files(kustomization)) == on_disk
+    assert set(kustomization["resources"]) - on_disk == {"../../nginx"}
     assert not [r for r in resources if r["kind"] == "Secret"], "Secret values are never committed"
-    for generator in kustomization.get("configMapGenerator", []):
-        for entry in generator["files"]:
-            assert (K8S_BASE / entry.split("=")[-1]).is_file(), entry
     for doc in load_yaml_all(SECRET_EXAMPLE):
         assert doc["kind"] == "Secret"
         assert all("REPLACE" in v for v in doc["stringData"].values()), "secret.example.yaml holds placeholders only"
 
 
-def test_the_gateway_routes_are_the_compose_routes() -> None:
-    assert (K8S_BASE / "gateway" / "portal.conf").read_text() == NGINX_COMPOSE_CONF.read_text(), (
-        "deploy/k8s/base/gateway/portal.conf must be a copy of deploy/nginx/compose.conf")
+def test_the_gateway_configmap_holds_the_shared_routes_and_the_k8s_main_file() -> None:
+    """deploy/nginx/kustomization.yaml generates it from the very files the local stack and the image use."""
+    generated = load_yaml(NGINX_DIR / "kustomization.yaml")
+    (generator,) = generated["configMapGenerator"]
+    assert generator["name"] == "portal-gateway-nginx"
+    files = dict(entry.split("=") if "=" in entry else (entry, entry) for entry in generator["files"])
+    assert files == {"nginx.conf": "nginx.k8s.conf", "http.conf": "http.conf", "routes.conf": "routes.conf",
+                     "security-headers.conf": "security-headers.conf"}
+    for source in files.values():
+        assert (NGINX_DIR / source).is_file(), source
+    # every file an included nginx file includes is in the ConfigMap too
+    for source in files.values():
+        for included in re.findall(r"^\s*include\s+(\S+);", (NGINX_DIR / source).read_text(), re.M):
+            assert included in files, f"{source} includes {included}, which the ConfigMap lacks"
+
+
+def test_the_gateway_mounts_the_configmap_where_the_image_reads_its_configuration(
+        resources: list[dict[str, Any]]) -> None:
+    pod = _pod_spec(_of_kind(resources, "Deployment")["gateway"])
+    (volume,) = [v for v in pod["volumes"] if "configMap" in v]
+    assert volume["configMap"]["name"] == "portal-gateway-nginx"
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["readOnly"] is True
+    entrypoint = (REPO / "deploy" / "docker" / "Dockerfile.gateway").read_text()
+    assert f'"-c", "{mount["mountPath"]}/nginx.conf"' in entrypoint
+
+
+def test_kustomize_builds_the_base_with_the_generated_configmap() -> None:
+    kubectl = shutil.which("kubectl") or shutil.which("kustomize")
+    if not kubectl:
+        pytest.skip("neither kubectl nor kustomize is installed; the file checks above still ran")
+    command = [kubectl, "kustomize", str(K8S_BASE)] if kubectl.endswith("kubectl") else [kubectl, "build",
+                                                                                        str(K8S_BASE)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    (configmap,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith(
+        "portal-gateway-nginx-")]
+    assert configmap["metadata"]["namespace"] == "portal"
+    assert configmap["data"]["nginx.conf"] == (NGINX_DIR / "nginx.k8s.conf").read_text()
+    assert configmap["data"]["routes.conf"] == (NGINX_DIR / "routes.conf").read_text()
+    gateway = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "gateway")
+    names = [v["configMap"]["name"] for v in _pod_spec(gateway)["volumes"] if "configMap" in v]
+    assert names == [configmap["metadata"]["name"]], "the Deployment must mount the generated (hashed) name"
 
 
 def _pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
