@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from portal_devstack.process import free_port
 
 from tests.e2e.stubs import ThreadedApps
 
+REPO = Path(__file__).resolve().parents[3]
 PROBLEM = "application/problem+json"
 SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "x-frame-options", "referrer-policy",
                     "cross-origin-opener-policy", "permissions-policy", "x-request-id")
@@ -219,6 +221,19 @@ def test_admin_pages_only_for_msp_admins(gateways: dict[str, VariantGateway], va
     assert _request(gateway, "GET", "/portal/admin/", session="forged").status_code == 302
     _problem(_request(gateway, "GET", "/portal/admin/clients", session=ADMIN_SESSION), 404)
     _problem(_request(gateway, "GET", "/portal/adminx", session=ADMIN_SESSION), 404)
+
+
+def test_admin_pages_not_built_yet(tmp_path: Path, upstreams: dict[str, int]) -> None:
+    """A build without ui/admin: an msp_admin gets a 404, a client user still the 403 page."""
+    ui = tmp_path / "ui"
+    shutil.copytree(REPO / "ui", ui, ignore=shutil.ignore_patterns("admin"))
+    gateway = start_variant("local", tmp_path, upstreams=upstreams, ui_root=ui)
+    try:
+        _problem(_request(gateway, "GET", "/portal/admin/", session=ADMIN_SESSION), 404)
+        refused = _request(gateway, "GET", "/portal/admin/", session=CLIENT_SESSION)
+        assert refused.status_code == 403 and "You don't have access to this page" in refused.text
+    finally:
+        gateway.stop()
 
 
 def test_admin_pages_when_profile_is_down(tmp_path: Path, ui_root: Path) -> None:

@@ -149,8 +149,10 @@ def test_admin_pages_are_gated_on_the_role(server: Directive, uri: str) -> None:
     assert not _proxy(location)
     assert location.find("auth_request_set")[0].args == ["$portal_role", "$upstream_http_x_portal_role"]
     _auth_subrequest(server, location)
-    assert location.find("try_files")[0].args == ["$portal_admin_file", "=403"]
+    assert location.find("try_files")[0].args == ["$portal_admin_file", "@admin_page_absent"]
     assert not location.find("if"), "`if` runs before auth_request: it cannot see the role"
+    (absent,) = [d for d in server.find("location") if d.args == ["@admin_page_absent"]]
+    assert _returns(absent) == ["403"] and " ".join(absent.find("if")[0].args) == "($portal_role = msp_admin)"
     pages = {tuple(d.args[:-1]): d.args[-1] for d in location.find("error_page")}
     assert pages[("401", "=")] == "@sign_in_first" and pages[("403",)] == "/portal/forbidden.html"
     forbidden = choose_location(server, "/portal/forbidden.html")
