@@ -1,21 +1,18 @@
-"""Browser-test fixtures: Debian's Chromium driven by Playwright, pages through the nginx gateway.
-
-`portal` runs LocalNginx in front of an in-memory fake of the profile and mfa APIs
-(tests/browser/fake_portal.py); the full-flow tests against the real stack can reuse `browser`,
-`page_watch` and the helpers in tests/browser/helpers.py with another base URL.
+"""Browser-test fixtures: Debian's Chromium driven by Playwright, pages through the nginx gateway of the
+real stack (`real`, tests/browser/real_stack.py: one stack for the whole browser session, from
+tests/conftest.py's `portal_stack`); `browser`, `context`, `page` and `page_watch` for every test, and
+the helpers in tests/browser/helpers.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from tests.browser.fake_portal import FakeState, fake_apps
 from tests.browser.helpers import DESKTOP, PageWatch, launch_chromium
-from tests.e2e.stubs import gateway_in_front_of
+from tests.browser.real_stack import real  # noqa: F401 (the fixture, for every browser test module)
 
 
 @pytest.fixture(scope="session")
@@ -24,19 +21,6 @@ def browser() -> Iterator[Browser]:
         chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()
-
-
-@dataclass
-class FakePortal:
-    base_url: str
-    state: FakeState
-
-
-@pytest.fixture
-def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakePortal]:
-    state = FakeState()
-    with gateway_in_front_of(fake_apps(state), tmp_path_factory.mktemp("portal")) as (nginx, _servers):
-        yield FakePortal(nginx.base_url, state)
 
 
 @pytest.fixture

@@ -130,3 +130,16 @@ def virtual_credentials(cdp: CDPSession, authenticator_id: str) -> list[dict[str
 def wait_ready(page: Page, timeout: float = 10_000) -> None:
     """Every page script marks <body data-state="ready"> once it is wired up and loaded."""
     page.wait_for_selector("body[data-state='ready']", state="attached", timeout=timeout)
+
+
+def submit_email_then_password(page: Page, base_url: str, email: str, password: str) -> None:
+    """The login page, email first: the address, Continue, then (the domain uses passwords) the password
+    and Sign in. Leaves the page where the answer takes it (the profile, the second factor, an error)."""
+    page.goto(f"{base_url}/portal/login")
+    wait_ready(page)
+    page.get_by_label("Email").fill(email)
+    page.get_by_role("button", name="Continue", exact=True).click()
+    password_input = page.get_by_label("Password", exact=True)
+    password_input.wait_for(state="visible")
+    password_input.fill(password)
+    page.get_by_role("button", name="Sign in", exact=True).click()

@@ -7,14 +7,14 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.helpers import PageWatch, wait_ready
-from tests.browser.test_real_flows import Real, check, real  # noqa: F401 (the `real` fixture)
+from tests.browser.real_stack import Real, check
 from tests.support.portal_client import link_token
 
 pytestmark = pytest.mark.slow
 
 
 def test_not_me_removes_the_app_and_says_two_factor_is_off(
-        page: Page, page_watch: PageWatch, real: Real) -> None:  # noqa: F811 (the imported fixture)
+        page: Page, page_watch: PageWatch, real: Real) -> None:
     user = real.new_user("not-me")
     real.enable_totp(user)
     [email] = real.wait_for_mail(user.email, "mfa.two_factor_enabled")

@@ -8,18 +8,10 @@ with axe-core; console errors and CSP violations fail the test.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import re
-import threading
 import time
-import uuid
-from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
-from email.message import EmailMessage
-from typing import Any, TypeVar
+from typing import Any
 
-import asyncpg
 import pyotp
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
@@ -27,143 +19,18 @@ from playwright.sync_api import BrowserContext, Page, expect
 from tests.browser.helpers import (
     PageWatch,
     add_virtual_authenticator,
-    assert_accessible,
-    screenshot,
+    submit_email_then_password,
     virtual_credentials,
     wait_ready,
 )
-from tests.support.portal_client import Mailbox, Portal, link_token
+from tests.browser.real_stack import ADMIN, PASSWORD, ApiRunner, Real, User, check  # noqa: F401 (re-exported)
+from tests.support.portal_client import link_token
 from tests.support.stack import DEMO_PASSWORD
 
 pytestmark = pytest.mark.slow
 
-PASSWORD = "a fresh and long passphrase 7"
-ADMIN = "admin@msp.example"
-T = TypeVar("T")
-
-
-# ---------- the API side, off Playwright's event loop ----------
-
-class ApiRunner:
-    """Runs the async API client on an event loop of its own thread: Playwright's sync API keeps a
-    loop running in the main thread, so asyncio.run() cannot be used there."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="api-loop", daemon=True)
-        self.thread.start()
-
-    def run(self, make: Callable[[], Coroutine[Any, Any, T]], timeout: float = 60) -> T:
-        return asyncio.run_coroutine_threadsafe(make(), self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-
-@dataclass
-class User:
-    id: str
-    email: str
-    name: str
-    password: str
-
-
-@dataclass
-class Real:
-    """The running stack, its mail sink and a way to call its API."""
-
-    base_url: str
-    mailbox: Mailbox
-    api: ApiRunner
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    def wait_for_mail(self, to: str, event: str, *, count: int = 1, timeout: float = 20) -> list[EmailMessage]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [m for m in self.mailbox.all()
-                     if to.lower() in str(m["To"]).lower() and m["X-Portal-Event"] == event]
-            if len(found) >= count:
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {event} email to {to} within {timeout}s")
-            time.sleep(0.1)
-
-    def new_user(self, label: str) -> User:
-        """An MSP admin creates a client and a user; the user accepts the emailed invitation."""
-        tag = uuid.uuid4().hex[:8]
-        address = f"{label}-{tag}@client.example"
-        name = f"{label.replace('-', ' ').title()} {tag[:4].upper()}"
-
-        async def create() -> dict[str, Any]:
-            admin = Portal(self.base_url)
-            try:
-                await admin.login(ADMIN, DEMO_PASSWORD)
-                status, client = await admin.post("/api/admin/clients", {"name": f"Client {tag}"})
-                assert status == 201, client
-                status, user = await admin.post("/api/admin/users", {
-                    "email": address, "name": name, "client_id": client["id"], "title": "Finance Lead"})
-                assert status == 201, user
-                await admin.post("/api/auth/logout")
-                return user
-            finally:
-                await admin.close()
-
-        user = self.api.run(create)
-        [invite] = self.wait_for_mail(address, "profile.user_invited")
-        token = link_token(invite, "accept-invite")
-
-        async def accept() -> None:
-            anonymous = Portal(self.base_url)
-            try:
-                status, body = await anonymous.post("/api/auth/invitation/accept", {
-                    "token": token, "new_password": PASSWORD, "confirm_password": PASSWORD})
-                assert status == 204, body
-            finally:
-                await anonymous.close()
-
-        self.api.run(accept)
-        return User(user["id"], address, name, PASSWORD)
-
-    def enable_totp(self, user: User) -> tuple[str, list[str]]:
-        """Turns the authenticator app on through the API; returns the secret and the recovery codes."""
-
-        async def enable() -> tuple[str, list[str]]:
-            client = Portal(self.base_url)
-            try:
-                await client.login(user.email, user.password)
-                status, setup = await client.post("/api/mfa/totp/setup")
-                assert status == 200, setup
-                status, verified = await client.post("/api/mfa/totp/verify",
-                                                     {"code": pyotp.TOTP(setup["secret"]).now()})
-                assert status == 200, verified
-                await client.post("/api/auth/logout")
-                return setup["secret"], verified["recovery_codes"]
-            finally:
-                await client.close()
-
-        return self.api.run(enable)
-
-
-@pytest.fixture(scope="module")
-def real(portal_stack: Any) -> Iterator[Real]:
-    runner = ApiRunner()
-    try:
-        yield Real(portal_stack.base_url, Mailbox(portal_stack.mail_dir), runner)
-    finally:
-        runner.close()
-
 
 # ---------- browser steps ----------
-
-def check(page: Page, name: str) -> None:
-    """One page state: a screenshot and an axe-core scan (no serious or critical finding)."""
-    screenshot(page, f"real-{name}")
-    assert_accessible(page)
-
 
 def open_login(page: Page, real: Real) -> None:
     page.goto(real.url("/portal/login"))
@@ -171,10 +38,7 @@ def open_login(page: Page, real: Real) -> None:
 
 
 def submit_password(page: Page, real: Real, email: str, password: str) -> None:
-    open_login(page, real)
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in", exact=True).click()
+    submit_email_then_password(page, real.base_url, email, password)
 
 
 def on_profile(page: Page) -> None:
@@ -510,20 +374,9 @@ def test_security_key_as_the_second_factor(page: Page, page_watch: PageWatch, re
     page_watch.assert_clean()
 
 
-def age_browser_session(page: Page, real: Real, portal_stack: Any) -> None:
+def age_browser_session(page: Page, real: Real, portal_stack: Any = None) -> None:
     """Make this browser's session a sign-in of 11 minutes ago, never re-authenticated (in the stack's DB)."""
-    [cookie] = [c for c in page.context.cookies(real.base_url) if c["name"] == "portal_session"]
-    digest = hashlib.sha256(cookie["value"].encode()).digest()
-
-    async def age() -> str:
-        conn = await asyncpg.connect(portal_stack.postgres.admin_dsn.rsplit("/", 1)[0] + "/portal")
-        try:
-            return str(await conn.execute("UPDATE profile.sessions SET auth_at = now() - interval '11 minutes', "
-                                          "reauth_at = NULL WHERE id_hash = $1", digest))
-        finally:
-            await conn.close()
-
-    assert real.api.run(age) == "UPDATE 1"
+    real.age_browser_session(page)
 
 
 def confirm_its_me(page: Page, real: Real, user: User, name: str) -> None:

@@ -1,4 +1,5 @@
-// Calls to the portal API (../shared/CONTRACT.md): JSON in and out, problem+json errors,
+// Calls to the portal API (README.md "Using it"; the services' OpenAPI documents, e.g.
+// services/profile/profile_service/openapi.json): JSON in and out, RFC 9457 problem+json errors,
 // X-CSRF-Token from the portal_csrf cookie on every mutating request.
 
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);

@@ -49,7 +49,8 @@ export function confirmDialog({ title, message, confirmLabel = "Confirm", cancel
  * result, or null when cancelled.
  */
 export function formDialog({ title, message, label, name, type = "text", autocomplete = "off", value = "",
-  confirmLabel = "Continue", hint = "", required = "This field is required.", submit, danger = false }) {
+  confirmLabel = "Continue", hint = "", required = "This field is required.", submit, danger = false,
+  alternative = null }) {
   return new Promise((resolve) => {
     let result = null;
     const fieldId = `field-${++counter}`;
@@ -66,7 +67,8 @@ export function formDialog({ title, message, label, name, type = "text", autocom
         input,
         h("p", { class: "field-error", id: `${fieldId}-error`, hidden: true })),
       h("p", { class: "form-error", role: "alert", hidden: true }),
-      h("div", { class: "dialog-actions" }, cancel, confirm));
+      h("div", { class: "dialog-actions" }, cancel, confirm),
+      alternativeBlock(alternative, () => form));
     const dialog = openDialog({ title, description: message, body: form });
     cancel.addEventListener("click", () => dialog.close());
     form.addEventListener("submit", async (event) => {
@@ -96,9 +98,29 @@ export function formDialog({ title, message, label, name, type = "text", autocom
   });
 }
 
-export function passwordDialog({ title, message, confirmLabel = "Confirm", submit, danger = false }) {
+/**
+ * `alternative` ({label, run}): another way to answer the dialog than its field, e.g. "Continue with your
+ * company" in place of a password; `run()` usually leaves the page, and an ApiError it throws is shown.
+ */
+function alternativeBlock(alternative, form) {
+  if (!alternative) return null;
+  const button = h("button", { type: "button", class: "button button-secondary button-block" }, alternative.label);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      await alternative.run();
+    } catch (error) {
+      showError(form(), error);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return h("div", { class: "dialog-alternative" }, h("p", { class: "divider" }, h("span", {}, "or")), button);
+}
+
+export function passwordDialog({ title, message, confirmLabel = "Confirm", submit, danger = false, alternative = null }) {
   return formDialog({
-    title, message, confirmLabel, submit, danger, label: "Password", name: "password", type: "password",
+    title, message, confirmLabel, submit, danger, alternative, label: "Password", name: "password", type: "password",
     autocomplete: "current-password", required: "Enter your password.",
   });
 }

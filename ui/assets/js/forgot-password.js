@@ -2,7 +2,9 @@
 import { post } from "./api.js";
 import { $, ready, show } from "./dom.js";
 import { busy, clearErrors, showError, showFieldErrors, value } from "./forms.js";
+import { mountPage } from "./partials/page.js";
 
+mountPage();
 const form = $("#forgot-form");
 
 form.addEventListener("submit", async (event) => {

@@ -1,7 +1,9 @@
 // Inline field errors (from problem+json `errors` or local checks) and a form-level error line.
 import { $, say } from "./dom.js";
+import { MIN_PASSWORD, newPasswordErrors } from "./password-rules.js";
 
-export const MIN_PASSWORD = 8;
+// Re-exported for the pages (and ui/admin) that import it from here; the rules live in password-rules.js.
+export { MIN_PASSWORD };
 
 function errorElementFor(input) {
   const form = input.form || input.closest("form");
@@ -55,12 +57,7 @@ export function value(form, name) {
 
 /** Local checks for a new password and its confirmation (the server checks again). */
 export function passwordErrors(form, newName = "new_password", confirmName = "confirm_password") {
-  const errors = {};
-  const password = value(form, newName);
-  if (!password) errors[newName] = ["Enter a new password."];
-  else if (password.length < MIN_PASSWORD) errors[newName] = [`Use at least ${MIN_PASSWORD} characters.`];
-  if (value(form, confirmName) !== password) errors[confirmName] = ["The passwords do not match."];
-  return errors;
+  return newPasswordErrors(value(form, newName), value(form, confirmName), newName, confirmName);
 }
 
 export function requireFields(form, labels) {

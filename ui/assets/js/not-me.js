@@ -3,6 +3,9 @@
 import { ApiError, apiResponse } from "./api.js";
 import { $, queryParam, ready, show } from "./dom.js";
 import { busy, clearErrors, showError } from "./forms.js";
+import { mountPage } from "./partials/page.js";
+
+mountPage();
 
 function showStep(name) {
   for (const step of ["form-step", "done-step", "invalid-step"]) show($(`#${step}`), step === name);

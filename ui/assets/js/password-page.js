@@ -2,6 +2,7 @@
 import { ApiError, post } from "./api.js";
 import { $, queryParam, ready, show } from "./dom.js";
 import { busy, clearErrors, passwordErrors, showError, showFieldErrors, value } from "./forms.js";
+import { mountPage } from "./partials/page.js";
 
 function showStep(name) {
   for (const step of ["form-step", "done-step", "invalid-step"]) show($(`#${step}`), step === name);
@@ -9,6 +10,7 @@ function showStep(name) {
 }
 
 export function passwordPage({ formId, endpoint }) {
+  mountPage();
   const form = $(`#${formId}`);
   const token = queryParam("token");
   if (!token) {
