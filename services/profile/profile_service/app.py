@@ -20,8 +20,10 @@ from profile_service import (
     handlers_auth,
     handlers_internal,
     handlers_profile,
+    handlers_sso,
     sessions,
     sessions_repo,
+    sso_repo,
 )
 from profile_service.bootstrap import MIGRATIONS
 from profile_service.config import SERVICE, Settings
@@ -29,8 +31,10 @@ from profile_service.context import Context
 from profile_service.keys import CONTEXT
 from profile_service.mfa_client import MfaClient
 from profile_service.mfa_events import HANDLERS
+from profile_service.oidc import OidcClient
 from profile_service.openapi import serve_openapi
 from profile_service.passwords import PasswordHasher
+from profile_service.sealing import secret_box
 from profile_service.throttle import IpRateLimiter
 
 PRUNE_EVERY_SECONDS = 600
@@ -38,14 +42,17 @@ log = structlog.get_logger("profile.app")
 
 
 def context(settings: Settings) -> runtime.CleanupCtx:
-    """The service layer's context: hasher thread pool, mfa HTTP client, rate limiter (after the pool)."""
+    """The service layer's context: hasher thread pool, mfa and identity-provider HTTP clients, rate limiter,
+    secret box (after the pool)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         hasher = PasswordHasher(settings.hash_concurrency)
         async with aiohttp.ClientSession() as http:
             mfa = MfaClient(http, base_url=settings.mfa_url, key=settings.service_auth_key)
             app[CONTEXT] = Context(pool=app[DB_POOL], settings=settings, hasher=hasher, mfa=mfa,
-                                   ip_limiter=IpRateLimiter(settings.auth_rate_per_minute))
+                                   ip_limiter=IpRateLimiter(settings.auth_rate_per_minute),
+                                   box=secret_box(settings),
+                                   oidc=OidcClient(http, timeout=settings.sso_timeout_seconds))
             yield
             await app[CONTEXT].drain()
         hasher.close()
@@ -54,12 +61,13 @@ def context(settings: Settings) -> runtime.CleanupCtx:
 
 
 async def prune_sessions(app: web.Application) -> AsyncIterator[None]:
-    """Deletes expired sessions now and then (reads already ignore them)."""
+    """Deletes expired sessions and SSO sign-ins now and then (reads already ignore them)."""
 
     async def loop() -> None:
         while True:
             try:
                 await sessions_repo.prune(app[DB_POOL], idle_seconds=int(sessions.IDLE_TIMEOUT.total_seconds()))
+                await sso_repo.prune_logins(app[DB_POOL])
             except Exception as exc:  # a failed prune is retried next round; never kill the loop
                 log.warning("session_prune_failed", error=type(exc).__name__)
             await asyncio.sleep(PRUNE_EVERY_SECONDS)
@@ -82,7 +90,7 @@ def create_app(settings: Settings) -> web.Application:
         prune_sessions,
     ])
     runtime.add_standard_health(app)
-    for module in (handlers_auth, handlers_profile, handlers_admin, handlers_internal):
+    for module in (handlers_auth, handlers_sso, handlers_profile, handlers_admin, handlers_internal):
         app.router.add_routes(module.routes)
     app.router.add_get("/openapi.json", serve_openapi)
     return app

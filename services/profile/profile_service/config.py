@@ -18,6 +18,11 @@ class Settings:
     mfa_url: str
     hash_concurrency: int = 4  # argon2id hashes running at once (each takes 19 MiB)
     auth_rate_per_minute: int = 600  # per-IP limit on /api/auth/*; the contract needs at least 300
+    # Encrypts SSO client secrets at rest ("kid:base64key,..." as MFA_ENCRYPTION_KEYS). Unset: one key
+    # derived from SERVICE_AUTH_KEY (secrets.secret_box) — set it in production, so that rotating
+    # SERVICE_AUTH_KEY does not make the stored client secrets unreadable.
+    encryption_keys: str = ""
+    sso_timeout_seconds: float = 5.0  # each call to an identity provider (discovery, JWKS, token)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -28,7 +33,14 @@ class Settings:
             mfa_url=env.str("MFA_URL", "http://127.0.0.1:8102").rstrip("/"),
             hash_concurrency=env.int("HASH_CONCURRENCY", max(2, os.cpu_count() or 2)),
             auth_rate_per_minute=env.int("AUTH_RATE_PER_MINUTE", 600),
+            encryption_keys=env.str("PROFILE_ENCRYPTION_KEYS", ""),
+            sso_timeout_seconds=float(env.int("SSO_TIMEOUT_SECONDS", 5)),
         )
+
+    @property
+    def sso_redirect_uri(self) -> str:
+        """The redirect URI an MSP registers at the client's identity provider."""
+        return f"{self.common.portal_base_url}/api/auth/sso/callback"
 
     @property
     def base_url(self) -> str:

@@ -9,9 +9,11 @@ from typing import Any
 
 import asyncpg
 import structlog
+from portal_shared.secretbox import SecretBox
 
 from profile_service.config import Settings
 from profile_service.mfa_client import MfaClient
+from profile_service.oidc import OidcClient
 from profile_service.passwords import PasswordHasher
 from profile_service.throttle import IpRateLimiter
 
@@ -25,6 +27,8 @@ class Context:
     hasher: PasswordHasher
     mfa: MfaClient
     ip_limiter: IpRateLimiter
+    box: SecretBox  # seals SSO client secrets and PKCE verifiers
+    oidc: OidcClient
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:

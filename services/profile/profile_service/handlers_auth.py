@@ -129,8 +129,10 @@ async def current_session(request: web.Request) -> web.Response:
     session = request[SESSION]
     if session is None or session.state not in ("signed_in", "second_factor_required"):
         raise NotSignedIn()
-    raw = request.cookies[sessions.SESSION_COOKIE]
-    return json_response(session_info(session, raw, request.app[CONTEXT].settings.service_auth_key))
+    raw, ctx = request.cookies[sessions.SESSION_COOKIE], request.app[CONTEXT]
+    issuer, factors = await signin.session_details(ctx, session)
+    return json_response(session_info(session, raw, ctx.settings.service_auth_key, sso_issuer=issuer,
+                                      second_factors=factors))
 
 
 @routes.get("/api/auth/sessions")

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from profile_service import audit, devices, sessions, sessions_repo, throttle, users_repo
+from profile_service import audit, devices, sessions, sessions_repo, sso_repo, throttle, users_repo
 from profile_service.context import Context
 from profile_service.errors import BadCredentials, Conflict, NotSignedIn, SecondFactorFailed, SignInExpired
 from profile_service.models import SECOND_FACTOR_REQUIRED, SIGNED_IN, VOID, Session, User
@@ -62,8 +62,12 @@ async def check_password(ctx: Context, user: User | None, password: str, *, ip: 
     """
     lock = device.locked_until if device is not None else (user.locked_until if user is not None else None)
     locked = throttle.is_locked(lock)
-    # A deactivated account answers as a wrong password does, after the same (dummy) hash.
-    usable = user is not None and user.active and not locked and len(password) <= MAX_PASSWORD_INPUT
+    # A deactivated account, or one whose client signs in with SSO only, answers as a wrong password
+    # does, after the same (dummy) hash.
+    # The lookup runs for an unknown account too (with no client), so both take the same statements.
+    client = user.client if user is not None else None
+    allowed = await sso_repo.password_allowed(ctx.pool, client.id if client else None)
+    usable = user is not None and user.active and allowed and not locked and len(password) <= MAX_PASSWORD_INPUT
     ok = await ctx.hasher.verify(user.password_hash if usable and user else None,
                                  password[:MAX_PASSWORD_INPUT])
     if not ok or user is None:
@@ -77,7 +81,7 @@ async def check_password(ctx: Context, user: User | None, password: str, *, ip: 
     return True
 
 
-async def _completed(conn: asyncpg.Connection, user: User, device: devices.Device | None,
+async def completed(conn: asyncpg.Connection, user: User, device: devices.Device | None,
                      device_cookie: str | None) -> tuple[str, bool]:
     """A sign-in completed in this browser (in the caller's transaction): clear the counter it would have
     counted on and make the browser a known device; its new device cookie and whether it was known."""
@@ -116,8 +120,19 @@ async def login(ctx: Context, *, email: str, password: str, previous: Session | 
             await sessions_repo.delete(conn, previous.id_hash)
         raw = await sessions.start(conn, user_id=user.id, state=state, user_agent=user_agent, ip=ip,
                                    audit=("signed_in", "password"))
-        cookie, known = await _completed(conn, user, device, device_cookie)
+        cookie, known = await completed(conn, user, device, device_cookie)
     return SignInResult(raw, SIGNED_IN, device_cookie=cookie, new_device=not known)
+
+
+async def session_details(ctx: Context, session: Session) -> tuple[str | None, list[str] | None]:
+    """For GET /api/auth/session: the issuer of the account's client SSO, and while the sign-in waits for
+    its second factor, the factors it can use (the login page resumes there after an SSO callback)."""
+    user = session.effective_user
+    issuer = await sso_repo.issuer_for_client(ctx.pool, user.client.id) if user.client else None
+    factors = None
+    if session.state == SECOND_FACTOR_REQUIRED:
+        factors = (await ctx.mfa.factors(user.id)).second_factors
+    return issuer, factors
 
 
 def pending(session: Session | None) -> Session:
@@ -160,8 +175,8 @@ async def second_factor(ctx: Context, session: Session | None, *, method: str, c
         remaining = (await ctx.mfa.factors(user.id)).recovery_codes_remaining
     async with ctx.pool.acquire() as conn, conn.transaction():
         raw = await sessions.complete_sign_in(conn, session)
-        await audit.record(conn, user.id, "signed_in", ip=ip, detail=f"password and {method}")
-        cookie, known = await _completed(conn, user, device, device_cookie)
+        await audit.record(conn, user.id, "signed_in", ip=ip, detail=f"second factor: {method}")
+        cookie, known = await completed(conn, user, device, device_cookie)
     return SignInResult(raw, SIGNED_IN, recovery_codes_remaining=remaining, with_second_factor=True,
                         device_cookie=cookie, new_device=not known)
 
@@ -203,7 +218,7 @@ async def passkey(ctx: Context, *, challenge_id: str | None, credential: Any, pr
             await sessions_repo.delete(conn, previous.id_hash)
         raw = await sessions.start(conn, user_id=user.id, state=SIGNED_IN, user_agent=user_agent, ip=ip)
         await audit.record(conn, user.id, "signed_in", ip=ip, detail="passkey")
-        cookie, known = await _completed(conn, user, device, device_cookie)
+        cookie, known = await completed(conn, user, device, device_cookie)
     remaining = (await ctx.mfa.factors(user.id)).recovery_codes_remaining
     return SignInResult(raw, SIGNED_IN, recovery_codes_remaining=remaining, with_second_factor=True,
                         device_cookie=cookie, new_device=not known)

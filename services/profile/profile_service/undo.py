@@ -3,9 +3,9 @@
 The link (signed by the notifier, docs/internal-api.md "Not-me links") names the event: `jti` is its id,
 `evt` its type, `at` when it happened and `key` the key it named. The undo removes a factor announced as
 added, voids regenerated codes (both in mfa), restores a changed sign-in address (voiding a password set
-since), ends an administrator's viewing session; then every session of the account ends, every mailed
-link is void and a fresh reset link goes to the (restored) address. Each link works once: a second use
-does nothing more. An undo emits profile.change_undone besides the reset request.
+since), ends an administrator's viewing session, revokes a linked SSO identity; then every session of the
+account ends, every mailed link is void and a fresh reset link goes to the (restored) address. Each link
+works once: a second use does nothing more. An undo emits profile.change_undone besides the reset request.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from portal_shared import tokens
 from portal_shared.events import ChangeUndone, UserUpdated
 from portal_shared.outbox import enqueue
 
-from profile_service import audit, sessions, sessions_repo, tokens_repo, users_repo
+from profile_service import audit, sessions, sessions_repo, sso_repo, tokens_repo, users_repo
 from profile_service.config import SERVICE
 from profile_service.context import Context
 from profile_service.errors import InvalidLink
@@ -31,6 +31,7 @@ MFA_UNDOABLE = frozenset({"mfa.two_factor_enabled", "mfa.totp_enabled", "mfa.sec
                           "mfa.recovery_codes_regenerated"})
 EMAIL_CHANGED = "profile.email_changed"
 IMPERSONATION_STARTED = "profile.impersonation_started"
+SSO_LINKED = "profile.sso_linked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,8 @@ async def _undo(conn: asyncpg.Connection, ctx: Context, user: User, link: Link) 
         return await _restore_address(conn, user, link.event_id), False
     if link.event_type == IMPERSONATION_STARTED:
         return await sessions_repo.delete_viewing(conn, user.id) > 0, False
+    if link.event_type == SSO_LINKED:  # that provider identity never signs in to (or links) this portal again
+        return await sso_repo.revoke_by_event(conn, user.id, link.event_id), False
     return False, False
 
 

@@ -45,11 +45,18 @@ def admin_user(user: User) -> dict[str, Any]:
     }
 
 
-def session_info(session: Session, raw_session_id: str, key: str) -> dict[str, Any]:
+def session_info(session: Session, raw_session_id: str, key: str, *, sso_issuer: str | None = None,
+                 second_factors: list[str] | None = None) -> dict[str, Any]:
+    """GET /api/auth/session. `sso_issuer`: the issuer of the user's client SSO (null without one);
+    `second_factors`: while the sign-in waits for its second factor, which ones the account has."""
     user = session.effective_user
-    return {
-        "user": {"id": user.id, "email": user.email, "name": user.name, "role": user.role},
+    info = {
+        "user": {"id": user.id, "email": user.email, "name": user.name, "role": user.role,
+                 "has_password": user.password_hash is not None, "sso": sso_issuer},
         "state": session.state,
         "impersonator": session.impersonator.brief() if session.impersonator else None,
         "csrf_token": sessions.csrf_token(key, raw_session_id),
     }
+    if second_factors is not None:
+        info["second_factors"] = second_factors
+    return info

@@ -27,7 +27,8 @@ async def test_sign_in_sets_httponly_session_and_readable_csrf_cookie(portal: Pr
     assert stored == 0, "the raw session id must never be stored"
     status, session = await browser.get("/api/auth/session")
     assert status == 200
-    assert session["user"] == {"id": portal.demo_id, "email": DEMO_EMAIL, "name": "Demo User", "role": "client_user"}
+    assert session["user"] == {"id": portal.demo_id, "email": DEMO_EMAIL, "name": "Demo User", "role": "client_user",
+                               "has_password": True, "sso": None}
     assert session["state"] == "signed_in" and session["impersonator"] is None
     assert session["csrf_token"] == browser.cookie("portal_csrf")
     assert "signed_in" in await portal.audit_types(portal.demo_id)

@@ -50,7 +50,8 @@ class WrongHasher:
 async def test_a_wrong_password_costs_the_same_statements_with_or_without_an_account(
         monkeypatch: pytest.MonkeyPatch, device_cookie: str | None) -> None:
     account = SimpleNamespace(id=str(uuid.uuid4()), password_hash="$argon2id$stored", locked_until=None, active=True,
-                              failed_attempts=3, two_factor_enabled=False)
+                              failed_attempts=3, two_factor_enabled=False,
+                              client=SimpleNamespace(id=str(uuid.uuid4()), name="Client"))
     traces = []
     for user in (account, None):
         pool = RecordingPool()
