@@ -286,8 +286,15 @@ def test_sign_in_limit_is_the_same_everywhere(tmp_path: Path, upstreams: dict[st
             for header in SECURITY_HEADERS:
                 assert limited.headers.get(header), header
             assert http.get(f"{gateway.base_url}/api/profile").status_code == 200  # other routes are not limited
+            # a refused SSO callback: its code and state reach neither log
+            marker = f"limited-{time.monotonic_ns()}"
+            callback = http.get(f"{gateway.base_url}/api/auth/sso/callback?code=secret-{marker}&state=s",
+                                headers={"X-Request-ID": marker}, allow_redirects=False)
+            assert callback.status_code == 429
     finally:
-        gateway.stop()
+        gateway.stop()  # a stopped nginx has written every log line
+    logs = [gateway.access_log.read_text(), gateway.error_log.read_text() if gateway.error_log.exists() else ""]
+    assert marker in logs[0] and not [log for log in logs if f"secret-{marker}" in log]
 
 
 def _raw(port: int, request_line: str, *headers: str) -> tuple[int, dict[str, str], bytes]:
