@@ -312,3 +312,11 @@ def test_no_shared_file_defines_what_a_deployment_decides() -> None:
         assert not [d for d in directives if d.name in {"listen", "root", "upstream", "access_log", "pid",
                                                         "set_real_ip_from"}
                     and d.args != ["off"]], name
+
+
+def test_deploy_nginx_holds_one_routes_file_and_one_main_file_per_deployment() -> None:
+    """No second copy of the routes can appear beside them (three drifted copies is what this replaced)."""
+    on_disk = {p.name for p in NGINX_DIR.iterdir()}
+    assert on_disk == {*SHARED, *(p.name for p in MAIN_FILES.values()), "kustomization.yaml"}
+    locations = [p.name for p in NGINX_DIR.iterdir() if re.search(r"^\s*location\b", p.read_text(), re.M)]
+    assert locations == ["routes.conf"]
