@@ -17,6 +17,7 @@ from profile_service.bodies import UNSTORABLE, storable_text
 from profile_service.context import Context
 from profile_service.errors import Conflict, Forbidden, NotFound, field_error
 from profile_service.models import Client, Session, User
+from profile_service.sso_admin import sso_view
 
 MAX_QUERY = 100  # characters of a search that are used
 MAX_TYPE = 100
@@ -27,6 +28,7 @@ class ClientDetail:
     client: Client
     user_count: int
     two_factor_count: int
+    sso: dict[str, Any] | None  # the contract's sso object (sso_admin's view), None without a provider
 
 
 def _search(query: Mapping[str, str], name: str = "q") -> str | None:
@@ -45,7 +47,7 @@ async def client_detail(ctx: Context, client_id: str) -> ClientDetail:
     if client is None:
         raise NotFound("No such client.")
     users, two_factor = await admin_repo.client_counts(ctx.pool, client.id)
-    return ClientDetail(client, users, two_factor)
+    return ClientDetail(client, users, two_factor, await sso_view(ctx.pool, client.id))
 
 
 def _client_key(values: list[Any]) -> tuple[Any, ...] | None:

@@ -38,7 +38,7 @@ async def client_detail(request: web.Request) -> web.Response:
     guard.admin(request)
     detail = await admin_console.client_detail(request.app[CONTEXT], request.match_info["id"])
     return json_response({**detail.client.to_json(), "user_count": detail.user_count,
-                          "two_factor_count": detail.two_factor_count})
+                          "two_factor_count": detail.two_factor_count, "sso": detail.sso})
 
 
 @routes.post("/api/admin/users")

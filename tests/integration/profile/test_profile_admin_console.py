@@ -16,6 +16,8 @@ from profile_service import tokens_repo
 from profile_service.bootstrap import create_admin
 from profile_support import ADMIN_EMAIL, DEMO_EMAIL, PASSWORD, Browser, ProfileHarness
 
+from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider
+
 NEW_PASSWORD = "Granite-Harbour-19"
 BAD_LIMITS = ("0", "101", "-1", "abc", "1.5", "", " ", "1e2", "٣")  # the last: an Arabic-Indic digit
 
@@ -110,14 +112,31 @@ async def test_a_client_with_its_counts(portal: ProfileHarness) -> None:
     client = await _client(admin, "Counted Ltd")
     status, detail = await admin.get(f"/api/admin/clients/{client['id']}")
     assert status == 200
-    assert {k: detail[k] for k in ("id", "name", "user_count", "two_factor_count")} == {
-        **client, "user_count": 0, "two_factor_count": 0}
+    assert detail == {**client, "user_count": 0, "two_factor_count": 0, "sso": None}
     users = [(await _invite(portal, admin, client["id"], f"u{i}@counted.example"))[0] for i in range(3)]
     await portal.raise_two_factor(users[1]["id"])
     status, detail = await admin.get(f"/api/admin/clients/{client['id']}")
     assert (detail["user_count"], detail["two_factor_count"]) == (3, 1)
     for bad in (str(uuid.uuid4()), "nope", "0" * 36, "%00"):
         assert (await admin.get(f"/api/admin/clients/{bad}"))[0] == 404, bad
+
+
+async def test_a_client_shows_its_single_sign_on_without_the_secret(portal: ProfileHarness) -> None:
+    admin = await portal.signed_in(ADMIN_EMAIL)
+    client = await _client(admin, "Federated Ltd")
+    idp = await OidcProvider().start()
+    issuer = idp.issuer
+    try:
+        settings = {"issuer": issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                    "email_domains": ["federated.example"], "password_sign_in": "disabled", "trust_idp_mfa": True}
+        status, body, _ = await admin.call("PUT", f"/api/admin/clients/{client['id']}/sso", settings)
+        assert status == 200, body
+    finally:
+        await idp.close()
+    status, detail = await admin.get(f"/api/admin/clients/{client['id']}")
+    assert detail["sso"] == {"issuer": issuer, "client_id": CLIENT_ID, "email_domains": ["federated.example"],
+                             "password_sign_in": "disabled", "trust_idp_mfa": True}
+    assert CLIENT_SECRET not in json.dumps(detail)
 
 
 async def test_clients_are_paged_in_a_stable_order_with_counts_and_search(portal: ProfileHarness) -> None:
