@@ -16,7 +16,7 @@ while IFS= read -r line || [ -n "$line" ]; do
       printf '%s%s\n' "$line" "$(hex 24)" ;;
     SERVICE_AUTH_KEY=|RECOVERY_CODE_KEY=)
       printf '%s%s\n' "$line" "$(b64url 48)" ;;
-    MFA_ENCRYPTION_KEYS=)
+    MFA_ENCRYPTION_KEYS=|PROFILE_ENCRYPTION_KEYS=)
       printf '%sk1:%s\n' "$line" "$(b64 32)" ;;
     *)
       printf '%s\n' "$line" ;;
