@@ -49,7 +49,8 @@ def assets_hash(ui_root: Path) -> str:
 
 
 def build_ui(ui_root: Path, html_root: Path) -> str:
-    """Write the served tree: html_root/portal/<page>.html and html_root/portal/assets/<hash>/...
+    """Write the served tree: html_root/portal/<page>.html, portal/admin/<page>.html (those of ui/admin/
+    that exist) and portal/assets/<hash>/...
 
     Pages reference assets through `{{ASSETS}}`, replaced by `/portal/assets/<hash>`; the asset
     directory changes name whenever any asset changes, so it can be cached forever. Returns the hash.
