@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 import structlog
 
+from portal_shared import actor
 from portal_shared.events import Envelope, Event, encode
 
 # `$3::text::jsonb`: the parameter is sent as text, so a pool with a jsonb codec (db.create_pool
@@ -22,7 +23,8 @@ async def enqueue(conn: asyncpg.Connection, event: Event, *, source: str,
     """Record `event` in the outbox. Call inside the transaction that makes the change it reports.
 
     The correlation id defaults to the current request's (bound by the web middleware), so one id
-    follows a request from HTTP through the broker to the email it causes.
+    follows a request from HTTP through the broker to the email it causes; the request's actor (client
+    address and browser) rides along the same way.
 
     Raises:
         RuntimeError: `conn` is not in a transaction (the event could commit without its change).
@@ -31,6 +33,6 @@ async def enqueue(conn: asyncpg.Connection, event: Event, *, source: str,
         raise RuntimeError("enqueue() must run inside the transaction of the change it reports")
     if correlation_id is None:
         correlation_id = structlog.contextvars.get_contextvars().get("correlation_id")
-    envelope = Envelope.wrap(event, source=source, correlation_id=correlation_id)
+    envelope = Envelope.wrap(event, source=source, correlation_id=correlation_id, actor=actor.current())
     await conn.execute(_INSERT, envelope.id, envelope.type, encode(envelope).decode())
     return envelope

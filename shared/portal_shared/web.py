@@ -13,6 +13,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from portal_shared import actor
 from portal_shared.keys import REQUEST_ID
 from portal_shared.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
 from portal_shared.problems import PROBLEM_CONTENT_TYPE, Problem
@@ -58,11 +59,13 @@ _NO_STORE_PREFIXES = ("/api/", "/internal/")
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bind a request id (the gateway's, when it sent a sane one) to every log line and the response."""
+    """Bind a request id (the gateway's, when it sent a sane one) to every log line and the response, and
+    the request's actor (address, browser) for the events it emits."""
     incoming = request.headers.get("X-Request-ID", "")
     request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(12)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id, correlation_id=request_id)
+    actor.bind(actor.of_request(request))  # aiohttp runs each request in its own task: its own context
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
     response = await handler(request)

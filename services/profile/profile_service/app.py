@@ -27,10 +27,10 @@ from profile_service import (
 )
 from profile_service.bootstrap import MIGRATIONS
 from profile_service.config import SERVICE, Settings
+from profile_service.consumers import HANDLERS
 from profile_service.context import Context
 from profile_service.keys import CONTEXT
 from profile_service.mfa_client import MfaClient
-from profile_service.mfa_events import HANDLERS
 from profile_service.oidc import OidcClient
 from profile_service.openapi import serve_openapi
 from profile_service.passwords import PasswordHasher

@@ -5,9 +5,8 @@ One middleware authenticates each /api/ request once; handlers then ask `signed_
 
 from __future__ import annotations
 
-import ipaddress
-
 from aiohttp import web
+from portal_shared import actor
 from portal_shared.problems import Problem
 from portal_shared.web import Handler
 
@@ -21,19 +20,7 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 def client_ip(request: web.Request) -> str:
     """The gateway's X-Real-IP / X-Forwarded-For, trusted only from a loopback or private peer."""
-    peer = request.remote or ""
-    try:
-        trusted = ipaddress.ip_address(peer).is_private
-    except ValueError:
-        trusted = False
-    if trusted:
-        forwarded = request.headers.get("X-Real-IP") or request.headers.get("X-Forwarded-For", "").split(",")[0]
-        forwarded = forwarded.strip()
-        try:
-            return str(ipaddress.ip_address(forwarded))
-        except ValueError:
-            pass
-    return peer
+    return actor.client_ip(request)
 
 
 def origin_allowed(origin: str | None, portal_origin: str) -> bool:
@@ -93,7 +80,4 @@ def not_impersonating(session: Session) -> Session:
 
 def meta(request: web.Request) -> tuple[str, str]:
     """(user agent, client ip) recorded with sessions and audit entries."""
-    user_agent = request.headers.get("User-Agent", "")[:300]
-    # Stored as text: no NUL, and header bytes that are not UTF-8 (surrogate-escaped) become U+FFFD.
-    user_agent = user_agent.replace("\x00", "").encode("utf-8", "replace").decode()
-    return user_agent, request[CLIENT_IP]
+    return actor.user_agent(request), request[CLIENT_IP]

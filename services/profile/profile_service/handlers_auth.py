@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from portal_shared.web import json_response, no_content
 
-from profile_service import devices, guard, reauth, recovery, sessions, signin, undo
+from profile_service import activity, devices, guard, reauth, recovery, sessions, signin, undo
 from profile_service.bodies import read_body
 from profile_service.errors import NotSignedIn, ValidationFailed
 from profile_service.keys import CONTEXT, SESSION
@@ -133,6 +133,14 @@ async def current_session(request: web.Request) -> web.Response:
     issuer, factors = await signin.session_details(ctx, session)
     return json_response(session_info(session, raw, ctx.settings.service_auth_key, sso_issuer=issuer,
                                       second_factors=factors))
+
+
+@routes.get("/api/auth/activity")
+async def recent_activity(request: web.Request) -> web.Response:
+    """The signed-in account's security activity, newest first (the Security tab's Recent activity)."""
+    session = guard.signed_in(request)
+    return json_response(await activity.feed(request.app[CONTEXT].pool, session.effective_user.id,
+                                             cursor=request.query.get("cursor"), limit=request.query.get("limit")))
 
 
 @routes.get("/api/auth/sessions")

@@ -14,7 +14,7 @@ import structlog
 from portal_shared.events import PasswordChanged, PasswordResetRequested
 from portal_shared.outbox import enqueue
 
-from profile_service import audit, devices_repo, sessions, throttle, tokens_repo, users_repo
+from profile_service import activity_repo, audit, devices_repo, sessions, throttle, tokens_repo, users_repo
 from profile_service.accounts import new_password_errors
 from profile_service.config import SERVICE
 from profile_service.context import Context
@@ -83,6 +83,7 @@ async def _set_password_with_token(ctx: Context, body: dict[str, Any], purpose: 
         await sessions.end_all(conn, user.id)
         await throttle.record_success(conn, user.id)
         await devices_repo.clear_account(conn, user.id)  # the owner's own typos no longer lock their browsers
+        await activity_repo.expect_next_sign_in(conn, user.id)  # its new-device notice would be noise
         if purpose == tokens_repo.RESET:
             await enqueue(conn, PasswordChanged(user_id=user.id, method="reset"), source=SERVICE)
             await audit.record(conn, user.id, "password_reset", ip=ip, detail="password set with a reset link")

@@ -14,6 +14,7 @@ import hmac
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import asyncpg
 from aiohttp import web
@@ -100,16 +101,21 @@ async def load(pool: asyncpg.Pool, raw: str | None) -> Session | None:
     return session
 
 
+class NewSession(NamedTuple):
+    raw: str  # the cookie value
+    public_id: str  # how lists and events name it
+
+
 async def start(conn: asyncpg.Connection | asyncpg.Pool, *, user_id: str, state: str, user_agent: str,
-                ip: str, audit: tuple[str, str] | None = None) -> str:
+                ip: str, audit: tuple[str, str] | None = None) -> NewSession:
     """A new session with a new id (never one the client chose: no session fixation).
 
     `audit` (type, detail) is recorded with it, in the same statement."""
     raw = new_session_id()
-    await sessions_repo.insert(conn, id_hash=hash_id(raw), user_id=user_id, state=state,
-                               lifetime_seconds=int(ABSOLUTE_TIMEOUT.total_seconds()), user_agent=user_agent, ip=ip,
-                               audit=audit)
-    return raw
+    public_id = await sessions_repo.insert(conn, id_hash=hash_id(raw), user_id=user_id, state=state,
+                                           lifetime_seconds=int(ABSOLUTE_TIMEOUT.total_seconds()),
+                                           user_agent=user_agent, ip=ip, audit=audit)
+    return NewSession(raw, public_id)
 
 
 async def complete_sign_in(conn: asyncpg.Connection | asyncpg.Pool, session: Session) -> str:

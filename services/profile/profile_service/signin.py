@@ -17,12 +17,13 @@ from typing import Any
 import asyncpg
 import structlog
 
-from profile_service import audit, devices, sessions, sessions_repo, sso_repo, throttle, users_repo
+from profile_service import activity, audit, devices, sessions, sessions_repo, sso_repo, throttle, users_repo
 from profile_service.context import Context
 from profile_service.errors import BadCredentials, Conflict, NotSignedIn, SecondFactorFailed, SignInExpired
 from profile_service.models import SECOND_FACTOR_REQUIRED, SIGNED_IN, VOID, Session, User
 
 log = structlog.get_logger("profile.signin")
+SIGN_IN_FLOW = "sign-in"
 MAX_PASSWORD_INPUT = 1024  # longer input is refused as wrong without hashing megabytes
 
 SecondFactorCheck = Callable[[], Awaitable[tuple[bool, int | None]]]
@@ -74,29 +75,45 @@ async def check_password(ctx: Context, user: User | None, password: str, *, ip: 
         where = "known device" if device is not None else "untrusted browser"
         await throttle.record_failure(ctx.pool, user.id if user else None, _counter(device),
                                       type_="password_failed", ip=ip, detail=f"{flow}: wrong password ({where})",
-                                      refused_detail=f"{flow}: refused, throttled ({where})")
+                                      refused_detail=f"{flow}: refused, throttled ({where})",
+                                      sign_in_factor="password" if flow == SIGN_IN_FLOW else None)
         return False
     if user.password_hash and ctx.hasher.needs_rehash(user.password_hash):
         await users_repo.set_password_hash(ctx.pool, user.id, await ctx.hasher.hash(password))
     return True
 
 
-async def completed(conn: asyncpg.Connection, user: User, device: devices.Device | None,
-                     device_cookie: str | None) -> tuple[str, bool]:
+@dataclass(frozen=True, slots=True)
+class HowSignedIn:
+    """How a completed sign-in was proved (the activity item), and where from."""
+
+    method: str  # password, passkey or sso
+    ip: str
+    user_agent: str
+    second_factor: str | None = None  # totp, recovery code or security key
+
+
+async def completed(conn: asyncpg.Connection, user: User, device: devices.Device | None, device_cookie: str | None,
+                    *, session_id: str, how: HowSignedIn) -> tuple[str, bool]:
     """A sign-in completed in this browser (in the caller's transaction): clear the counter it would have
-    counted on and make the browser a known device; its new device cookie and whether it was known."""
+    counted on, make the browser a known device and record the sign-in (activity, new-device notice);
+    the browser's new device cookie and whether it was known."""
     # A known device's counter is cleared by `remember` (its row starts again); the untrusted counter only
     # needs a write when the account row (read at the start of this sign-in) shows failures.
     if device is None and (user.failed_attempts > 0 or user.locked_until is not None):
         await throttle.record_success(conn, user.id)
-    return await devices.remember(conn, device_cookie, user.id)
+    cookie, known = await devices.remember(conn, device_cookie, user.id)
+    await activity.signed_in(conn, user.id, session_id=session_id, method=how.method,
+                             second_factor=how.second_factor, known_device=known, ip=how.ip,
+                             user_agent=how.user_agent)
+    return cookie, known
 
 
 async def login(ctx: Context, *, email: str, password: str, previous: Session | None, user_agent: str,
                 ip: str, device_cookie: str | None = None) -> SignInResult:
     user = await users_repo.get_by_email(ctx.pool, email) if email else None
     device = await devices.find(ctx.pool, device_cookie, user.id if user else None)
-    if not await check_password(ctx, user, password, ip=ip, flow="sign-in", device=device):
+    if not await check_password(ctx, user, password, ip=ip, flow=SIGN_IN_FLOW, device=device):
         raise BadCredentials()
     assert user is not None
     # The two-factor flag is raised by mfa before it commits turning two-factor on, so while it is down
@@ -104,23 +121,24 @@ async def login(ctx: Context, *, email: str, password: str, previous: Session | 
     factors = await ctx.mfa.factors(user.id) if user.two_factor_enabled else None
     state = SECOND_FACTOR_REQUIRED if factors is not None and factors.two_factor_enabled else SIGNED_IN
     if state == SECOND_FACTOR_REQUIRED:  # nothing is cleared or remembered until the sign-in completes
-        entry = ("password_accepted", "second factor required")
+        entry = (audit.PASSWORD_ACCEPTED, "second factor required")
         if previous is None:  # the usual case: one statement, one round trip
-            raw = await sessions.start(ctx.pool, user_id=user.id, state=state, user_agent=user_agent, ip=ip,
-                                       audit=entry)
+            raw, _ = await sessions.start(ctx.pool, user_id=user.id, state=state, user_agent=user_agent, ip=ip,
+                                          audit=entry)
         else:
             async with ctx.pool.acquire() as conn, conn.transaction():
                 await sessions_repo.delete(conn, previous.id_hash)
-                raw = await sessions.start(conn, user_id=user.id, state=state, user_agent=user_agent, ip=ip,
-                                           audit=entry)
+                raw, _ = await sessions.start(conn, user_id=user.id, state=state, user_agent=user_agent, ip=ip,
+                                              audit=entry)
         assert factors is not None
         return SignInResult(raw, SECOND_FACTOR_REQUIRED, second_factors=factors.second_factors)
     async with ctx.pool.acquire() as conn, conn.transaction():
         if previous is not None:
             await sessions_repo.delete(conn, previous.id_hash)
-        raw = await sessions.start(conn, user_id=user.id, state=state, user_agent=user_agent, ip=ip,
-                                   audit=("signed_in", "password"))
-        cookie, known = await completed(conn, user, device, device_cookie)
+        raw, session_id = await sessions.start(conn, user_id=user.id, state=state, user_agent=user_agent, ip=ip,
+                                               audit=("signed_in", "password"))
+        cookie, known = await completed(conn, user, device, device_cookie, session_id=session_id,
+                                        how=HowSignedIn("password", ip, user_agent))
     return SignInResult(raw, SIGNED_IN, device_cookie=cookie, new_device=not known)
 
 
@@ -168,15 +186,18 @@ async def second_factor(ctx: Context, session: Session | None, *, method: str, c
     if not ok:
         async with ctx.pool.acquire() as conn, conn.transaction():
             await throttle.record_failure(conn, user.id, _counter(device), type_="second_factor_failed", ip=ip,
-                                          detail=method, refused_detail=f"{method} (throttled)")
+                                          detail=method, refused_detail=f"{method} (throttled)",
+                                          sign_in_factor=activity.SECOND_FACTORS.get(method, method))
             await sessions_repo.void_if_attempts_spent(conn, session.id_hash, limit=limit)
         raise SecondFactorFailed()
     if remaining is None:
         remaining = (await ctx.mfa.factors(user.id)).recovery_codes_remaining
     async with ctx.pool.acquire() as conn, conn.transaction():
         raw = await sessions.complete_sign_in(conn, session)
-        await audit.record(conn, user.id, "signed_in", ip=ip, detail=f"second factor: {method}")
-        cookie, known = await completed(conn, user, device, device_cookie)
+        first = await audit.first_step(conn, user.id)
+        await audit.record(conn, user.id, "signed_in", ip=ip, detail=f"{first} and {method}")
+        cookie, known = await completed(conn, user, device, device_cookie, session_id=session.public_id,
+                                        how=HowSignedIn(first, ip, session.user_agent, second_factor=method))
     return SignInResult(raw, SIGNED_IN, recovery_codes_remaining=remaining, with_second_factor=True,
                         device_cookie=cookie, new_device=not known)
 
@@ -216,9 +237,10 @@ async def passkey(ctx: Context, *, challenge_id: str | None, credential: Any, pr
     async with ctx.pool.acquire() as conn, conn.transaction():
         if previous is not None:
             await sessions_repo.delete(conn, previous.id_hash)
-        raw = await sessions.start(conn, user_id=user.id, state=SIGNED_IN, user_agent=user_agent, ip=ip)
+        raw, session_id = await sessions.start(conn, user_id=user.id, state=SIGNED_IN, user_agent=user_agent, ip=ip)
         await audit.record(conn, user.id, "signed_in", ip=ip, detail="passkey")
-        cookie, known = await completed(conn, user, device, device_cookie)
+        cookie, known = await completed(conn, user, device, device_cookie, session_id=session_id,
+                                        how=HowSignedIn("passkey", ip, user_agent))
     remaining = (await ctx.mfa.factors(user.id)).recovery_codes_remaining
     return SignInResult(raw, SIGNED_IN, recovery_codes_remaining=remaining, with_second_factor=True,
                         device_cookie=cookie, new_device=not known)

@@ -31,7 +31,7 @@ from profile_service.context import Context
 from profile_service.errors import ValidationFailed
 from profile_service.models import SECOND_FACTOR_REQUIRED, SIGNED_IN, Session, User
 from profile_service.oidc import OidcError, authorization_url, nonce_hash
-from profile_service.signin import SignInResult, completed
+from profile_service.signin import HowSignedIn, SignInResult, completed
 from profile_service.validation import FieldError, clean_email
 
 log = structlog.get_logger("profile.sso")
@@ -201,13 +201,15 @@ async def _sign_in(ctx: Context, provider: sso_repo.Provider, user: User, claims
             await sessions_repo.delete(conn, previous.id_hash)
         if needs_second:  # the provider's step counts as the first factor, like a password
             assert factors is not None
-            raw = await sessions.start(conn, user_id=user.id, state=SECOND_FACTOR_REQUIRED, user_agent=user_agent,
-                                       ip=ip, audit=("sso_accepted", f"{provider.issuer}; second factor required"))
+            raw, _ = await sessions.start(conn, user_id=user.id, state=SECOND_FACTOR_REQUIRED,
+                                          user_agent=user_agent, ip=ip,
+                                          audit=(audit.SSO_ACCEPTED, f"{provider.issuer}; second factor required"))
             return SignInResult(raw, SECOND_FACTOR_REQUIRED, second_factors=factors.second_factors)
         how = "single sign-on" + (" with the provider's MFA" if factors and factors.two_factor_enabled else "")
-        raw = await sessions.start(conn, user_id=user.id, state=SIGNED_IN, user_agent=user_agent, ip=ip,
-                                   audit=("signed_in", f"{how} ({provider.issuer})"))
-        cookie, known = await completed(conn, user, device, device_cookie)
+        raw, session_id = await sessions.start(conn, user_id=user.id, state=SIGNED_IN, user_agent=user_agent, ip=ip,
+                                               audit=("signed_in", f"{how} ({provider.issuer})"))
+        cookie, known = await completed(conn, user, device, device_cookie, session_id=session_id,
+                                        how=HowSignedIn(METHOD_SSO, ip, user_agent))
     return SignInResult(raw, SIGNED_IN, device_cookie=cookie, new_device=not known)
 
 

@@ -21,6 +21,7 @@ from collections import deque
 from datetime import UTC, datetime
 
 import asyncpg
+from portal_shared import actor
 
 from profile_service.audit import MAX_DETAIL
 from profile_service.devices_repo import NO_USER
@@ -42,7 +43,9 @@ _LOCK_AFTER = """CASE WHEN failed_attempts + 1 >= $3
 # of a second of failures (counts and their audit rows), which the throttle can afford; set_config is
 # evaluated on the account's row, so exactly when there is something to write.
 # Failures during a lock are refused without counting, so the lock grows with real guesses only.
-# $6 audit type, $7 ip, $8 detail when counted, $9 detail when refused (locked), $10 type of a new lock.
+# $6 audit type, $7 ip, $8 detail when counted, $9 detail when refused (locked), $10 type of a new lock,
+# $11 user agent and $12 the factor, for the owner's activity feed (a `sign_in_failed` item; $12 NULL
+# for failures outside sign-in, such as a wrong current password when changing it).
 _RECORD_FAILURE = f"""
 WITH device AS (
     UPDATE devices SET failed_attempts = failed_attempts + 1, locked_until = {_LOCK_AFTER}
@@ -57,6 +60,10 @@ WITH device AS (
     SELECT locked_until FROM device UNION ALL SELECT locked_until FROM account
 ), target AS (
     SELECT id FROM users WHERE id = $1 AND set_config('synchronous_commit', 'off', true) IS NOT NULL
+), activity_item AS (
+    INSERT INTO activity (user_id, type, ip, user_agent, detail)
+    SELECT t.id, 'sign_in_failed', $7::text, $11::text, jsonb_build_object('factor', $12::text)
+    FROM target t WHERE $12::text IS NOT NULL
 )
 INSERT INTO audit_log (user_id, type, ip, detail)
 SELECT t.id, $6::text, $7::text, CASE WHEN EXISTS (SELECT 1 FROM counted) THEN $8::text ELSE $9::text END
@@ -104,14 +111,18 @@ async def account_locked(conn: asyncpg.Connection | asyncpg.Pool, user_id: str) 
 
 
 async def record_failure(conn: asyncpg.Connection | asyncpg.Pool, user_id: str | None, device: bytes | None = None,
-                         *, type_: str, ip: str, detail: str, refused_detail: str) -> None:
+                         *, type_: str, ip: str, detail: str, refused_detail: str,
+                         sign_in_factor: str | None = None) -> None:
     """Count a failure and audit it, in one statement (`detail` when counted, `refused_detail` during a lock).
 
     `device`: the token hash of a known device of the account, else None (the untrusted counter). With no
-    account (`user_id` None) the same statement runs and changes nothing."""
+    account (`user_id` None) the same statement runs and changes nothing. `sign_in_factor` (password, totp,
+    …) when the failure is a sign-in attempt: it shows in the owner's activity, with the request's browser."""
+    who = actor.current()
     await conn.execute(_RECORD_FAILURE, _uid(user_id), device, THRESHOLD, BASE_LOCK_SECONDS, MAX_LOCK_SECONDS,
                        type_, ip, detail[:MAX_DETAIL], refused_detail[:MAX_DETAIL],
-                       "account_throttled" if device is None else "device_throttled")
+                       "account_throttled" if device is None else "device_throttled",
+                       who.user_agent if who else "", sign_in_factor)
 
 
 async def record_success(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, device: bytes | None = None) -> None:

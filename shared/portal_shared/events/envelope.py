@@ -1,4 +1,5 @@
-"""The wire format: `{id, type, version, occurred_at, source, correlation_id, data}` as JSON."""
+"""The wire format: `{id, type, version, occurred_at, source, correlation_id, data}` as JSON, plus an
+optional `actor: {ip, user_agent}` (who caused the event, when a request did) that consumers may ignore."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from portal_shared.actor import MAX_USER_AGENT, Actor
 from portal_shared.events.contracts import REGISTRY, Event
 
 
@@ -25,9 +27,11 @@ class Envelope:
     source: str
     correlation_id: str
     event: Event
+    actor: Actor | None = None
 
     @classmethod
-    def wrap(cls, event: Event, *, source: str, correlation_id: str | None = None) -> Envelope:
+    def wrap(cls, event: Event, *, source: str, correlation_id: str | None = None,
+             actor: Actor | None = None) -> Envelope:
         event_id = str(uuid.uuid4())
         return cls(
             id=event_id,
@@ -37,10 +41,11 @@ class Envelope:
             source=source,
             correlation_id=correlation_id or event_id,
             event=event,
+            actor=actor,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        body = {
             "id": self.id,
             "type": self.type,
             "version": self.version,
@@ -49,6 +54,9 @@ class Envelope:
             "correlation_id": self.correlation_id,
             "data": dataclasses.asdict(self.event),
         }
+        if self.actor is not None:
+            body["actor"] = self.actor.to_dict()
+        return body
 
 
 def encode(envelope: Envelope) -> bytes:
@@ -94,5 +102,15 @@ def decode(body: bytes | str | dict[str, Any]) -> Envelope:
     return Envelope(
         id=event_id, type=key[0], version=key[1], occurred_at=occurred_at,
         source=str(raw.get("source") or ""), correlation_id=str(raw.get("correlation_id") or event_id),
-        event=event,
+        event=event, actor=_actor(raw.get("actor")),
     )
+
+
+def _actor(value: object) -> Actor | None:
+    """The optional actor; anything malformed is dropped (it is informative, never a reason to refuse)."""
+    if not isinstance(value, dict):
+        return None
+    ip, user_agent = value.get("ip"), value.get("user_agent")
+    if not isinstance(ip, str) or not isinstance(user_agent, str):
+        return None
+    return Actor(ip[:64], user_agent[:MAX_USER_AGENT])

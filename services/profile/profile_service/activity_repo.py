@@ -1,0 +1,62 @@
+"""SQL of the security activity feed (migration 0007)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+Conn = asyncpg.Connection | asyncpg.Pool
+NEW_DEVICE_QUIET_HOURS = 24
+
+_INSERT = """
+INSERT INTO activity (user_id, at, type, ip, user_agent, detail, event_id)
+SELECT $1, coalesce($2, now()), $3, $4, $5, $6::text::jsonb, $7
+WHERE EXISTS (SELECT 1 FROM users WHERE id = $1)
+ON CONFLICT (event_id) DO NOTHING
+"""
+# Newest first; the cursor is the (at, id) of the last item of the previous page.
+_PAGE = """
+SELECT id, at, type, ip, user_agent, detail::text AS detail FROM activity
+WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (at, id) < ($2, $3))
+ORDER BY at DESC, id DESC
+LIMIT $4
+"""
+_RECENT_NEW_DEVICE = """
+SELECT EXISTS (
+    SELECT 1 FROM activity
+    WHERE user_id = $1 AND type = 'sign_in' AND ip = $2 AND user_agent = $3
+      AND detail @> '{"new_device": true}' AND at > now() - make_interval(hours => $4)
+)
+"""
+
+
+async def record(conn: Conn, user_id: str, type_: str, *, ip: str, user_agent: str, detail: dict[str, Any],
+                 at: datetime | None = None, event_id: str | None = None) -> None:
+    """One activity item; an event's item is written once however often the event is delivered. An event
+    about an account that no longer exists writes nothing."""
+    await conn.execute(_INSERT, uuid.UUID(user_id), at, type_, ip, user_agent, json.dumps(detail),
+                       uuid.UUID(event_id) if event_id else None)
+
+
+async def page(conn: Conn, user_id: str, *, before: tuple[datetime, int] | None, limit: int) -> list[asyncpg.Record]:
+    at, row_id = before if before else (None, 0)
+    return list(await conn.fetch(_PAGE, uuid.UUID(user_id), at, row_id, limit))
+
+
+async def new_device_noticed_recently(conn: Conn, user_id: str, *, ip: str, user_agent: str) -> bool:
+    """A cookie-less browser (private window, script) is "new" each time: mail it at most once a day."""
+    return bool(await conn.fetchval(_RECENT_NEW_DEVICE, uuid.UUID(user_id), ip, user_agent, NEW_DEVICE_QUIET_HOURS))
+
+
+async def expect_next_sign_in(conn: Conn, user_id: str) -> None:
+    await conn.execute("UPDATE users SET quiet_next_sign_in = true WHERE id = $1", uuid.UUID(user_id))
+
+
+async def take_expected_sign_in(conn: Conn, user_id: str) -> bool:
+    """True (once) when this sign-in was expected: the first after a password set through an emailed link."""
+    return await conn.fetchval("UPDATE users SET quiet_next_sign_in = false WHERE id = $1 AND quiet_next_sign_in "
+                               "RETURNING true", uuid.UUID(user_id)) is True
