@@ -286,11 +286,13 @@ def test_sign_in_limit_is_the_same_everywhere(tmp_path: Path, upstreams: dict[st
             for header in SECURITY_HEADERS:
                 assert limited.headers.get(header), header
             assert http.get(f"{gateway.base_url}/api/profile").status_code == 200  # other routes are not limited
-            # a refused SSO callback: its code and state reach neither log
+            # a refused SSO callback: its code and state reach neither log. (On a slow machine a token may
+            # have come back meanwhile: the callbacks that pass spend it, so a refusal follows at once.)
             marker = f"limited-{time.monotonic_ns()}"
-            callback = http.get(f"{gateway.base_url}/api/auth/sso/callback?code=secret-{marker}&state=s",
-                                headers={"X-Request-ID": marker}, allow_redirects=False)
-            assert callback.status_code == 429
+            callbacks = [http.get(f"{gateway.base_url}/api/auth/sso/callback?code=secret-{marker}&state=s",
+                                  headers={"X-Request-ID": marker}, allow_redirects=False).status_code
+                         for _ in range(5)]
+            assert 429 in callbacks, callbacks
     finally:
         gateway.stop()  # a stopped nginx has written every log line
     logs = [gateway.access_log.read_text(), gateway.error_log.read_text() if gateway.error_log.exists() else ""]
