@@ -165,7 +165,7 @@ async def _account(ctx: Context, provider: sso_repo.Provider, claims: dict[str, 
             raise SsoFailed("the linked account is gone, inactive or no longer of this client")
         return user
     email = claims.get("email")
-    if claims.get("email_verified") is not True or not isinstance(email, str):
+    if not _verified_email(claims) or not isinstance(email, str):
         raise SsoFailed("no link yet and the token has no verified email")
     if domain_of(email) not in provider.email_domains:
         raise SsoFailed("the token's email is not in the client's domains")
@@ -184,6 +184,12 @@ async def _account(ctx: Context, provider: sso_repo.Provider, claims: dict[str, 
         await audit.record(conn, user.id, "sso_linked", ip=ip, detail=provider.issuer)
     log.info("sso_linked", user_id=user.id, issuer=provider.issuer)
     return user
+
+
+def _verified_email(claims: dict[str, Any]) -> bool:
+    """`email_verified: true`; or, from Microsoft Entra ID (which sends no email_verified), `xms_edov: true`:
+    the address's domain is verified by the tenant, Microsoft's answer to the nOAuth takeover."""
+    return claims.get("email_verified") is True or claims.get("xms_edov") is True
 
 
 def _provider_did_mfa(provider: sso_repo.Provider, claims: dict[str, Any]) -> bool:

@@ -170,7 +170,7 @@ async def test_first_sign_in_links_then_only_the_subject_matches(portal: Profile
 
 
 @pytest.mark.parametrize("claims", [
-    {"verified": False}, {"verified": "true"}, {"verified": None},
+    {"verified": False}, {"verified": "true"}, {"verified": None}, {"verified": None, "xms_edov": False},
     {"email": "demo@elsewhere.example"},  # not one of the client's domains
     {"email": "nobody@client.example"},  # no such account
 ])
@@ -180,6 +180,12 @@ async def test_never_links_on_an_unverified_or_foreign_address(portal: ProfileHa
     _, location = await _sso(portal, idp, **claims)  # type: ignore[arg-type]
     assert location == FAILED
     assert await portal.db.fetchval("SELECT count(*) FROM profile.sso_identities") == 0
+
+
+async def test_entra_ids_verified_domain_claim_counts_as_verified(portal: ProfileHarness, idp: OidcProvider) -> None:
+    await _configure(portal, idp)
+    _, location = await _sso(portal, idp, verified=None, xms_edov=True)
+    assert location == "/portal/profile"
 
 
 async def test_a_provider_cannot_sign_in_users_of_another_client_or_admins(portal: ProfileHarness,
