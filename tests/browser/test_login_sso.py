@@ -15,7 +15,13 @@ import pyotp
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.helpers import PageWatch, add_virtual_authenticator, submit_email_then_password, wait_ready
+from tests.browser.helpers import (
+    PHONE,
+    PageWatch,
+    add_virtual_authenticator,
+    submit_email_then_password,
+    wait_ready,
+)
 from tests.browser.real_stack import Real, User, check
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, Login, OidcProvider
 from tests.support.portal_client import Portal
@@ -108,6 +114,20 @@ def test_both_methods_then_single_sign_on_signs_in(page: Page, page_watch: PageW
     page.get_by_role("tab", name="Security").click()
     expect(page.locator("#sso-also")).to_have_text(f"You can also sign in with single sign-on ({idp.issuer}).")
     expect(page.get_by_role("button", name="Change Password")).to_be_visible()
+
+    # Re-authentication offers both: the password, or the company's sign-in.
+    real.age_browser_session(page)
+    page_watch.allow(r"status of 403")
+    page.get_by_role("button", name="Enable").click()
+    dialog = page.get_by_role("dialog", name="Confirm it's you")
+    expect(dialog.get_by_label("Password")).to_be_visible()
+    expect(dialog.get_by_role("button", name="Continue with your company")).to_be_visible()
+    check(page, "reauth-password-or-sso")
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "horizontal scroll on a phone"
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_role("button", name="Enable")).to_be_focused()
     page_watch.assert_clean()
 
 
@@ -142,8 +162,8 @@ def test_an_sso_only_account_sets_a_password_by_email_and_confirms_with_its_comp
     expect(dialog.get_by_label("Password")).to_have_count(0)
     check(page, "reauth-sso-only")
     next_sign_in_is(idp, invited["email"])
-    dialog.get_by_role("button", name="Continue with your company").click()
-    page.wait_for_url(re.compile(r"/portal/profile"))
+    with page.expect_navigation(url=re.compile(r"/portal/profile\?reauth=sso")):
+        dialog.get_by_role("button", name="Continue with your company").click()
     wait_ready(page)
     assert idp.authorize_requests[-1].get("max_age") == "0"
     expect(page.locator("#page-notice")).to_contain_text("You've confirmed it's you.")

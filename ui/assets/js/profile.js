@@ -61,8 +61,7 @@ async function init() {
   setupSessions();
   setupActivity();
   // The activity list is read when the Security tab is first shown: most visits never open it.
-  // (Not wired until the server has GET /api/auth/activity: issue #19.)
-  void onFirstShow, loadActivity;
+  onFirstShow("tab-security", loadActivity);
   const results = await Promise.allSettled([loadProfile(), loadMfa(), loadSessions()]);
   for (const result of results) if (result.status === "rejected") pageError(result.reason);
   $("#main").removeAttribute("aria-busy");

@@ -1,18 +1,22 @@
-// Plain words for the entries of GET /api/auth/activity: `type` is `sign_in` (detail.method),
+// Plain words for the entries of GET /api/auth/activity: `type` is `sign_in` (detail.method, .second_factor),
 // `sign_in_failed` (detail.count when a burst was collapsed into one entry) or the type of the event the
 // change emitted (their data: shared/portal_shared/events/contracts.py). Unknown types
 // get a generic label: a type added to the server later must never break the list.
 import { formatDateTime } from "../dom.js";
 
-const SIGN_IN_METHODS = {
-  password: "Signed in with your password",
-  totp: "Signed in with your password and authenticator app",
-  webauthn: "Signed in with your password and security key",
-  security_key: "Signed in with your password and security key",
-  recovery_code: "Signed in with a recovery code",
-  passkey: "Signed in with a passkey",
-  sso: "Signed in with single sign-on",
+// detail.method: how the first step was done; detail.second_factor: the second step, when there was one.
+const SIGN_IN_METHODS = { password: "your password", passkey: "a passkey", sso: "single sign-on" };
+const SECOND_FACTORS = {
+  totp: "an authenticator app", webauthn: "a security key", security_key: "a security key",
+  recovery_code: "a recovery code",
 };
+
+function signedIn(d) {
+  const first = SIGN_IN_METHODS[d.method];
+  const second = SECOND_FACTORS[d.second_factor];
+  const title = !first ? "Signed in" : second ? `Signed in with ${first} and ${second}` : `Signed in with ${first}`;
+  return { title, detail: d.new_device === true ? "From a browser new to your account" : "" };
+}
 
 const FACTOR_METHODS = { totp: "With an authenticator app", webauthn: "With a security key" };
 
@@ -21,7 +25,7 @@ const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 /** Each returns {title, detail?} for an entry's `detail` object. */
 const LABELS = {
-  sign_in: (d) => ({ title: SIGN_IN_METHODS[d.method] || "Signed in" }),
+  sign_in: signedIn,
   sign_in_failed: (d) => {
     const count = Number.isInteger(d.count) && d.count > 1 ? d.count : 1;
     const from = formatDateTime(d.first_at);

@@ -64,6 +64,11 @@ async function reloadMfa() {
   }
 }
 
+/** A button disabled while its dialog was open lost the focus, so the dialog could not hand it back. */
+function refocus(button) {
+  if (!button.hidden && (document.activeElement === document.body || !document.activeElement)) button.focus();
+}
+
 async function showCodes(codes) {
   if (Array.isArray(codes) && codes.length) await recoveryCodesDialog(codes);
 }
@@ -90,6 +95,7 @@ function setupTotp() {
       else mfaError(error);
     } finally {
       button.disabled = false;
+      refocus(button);
     }
   });
   $("#totp-cancel").addEventListener("click", () => {
@@ -177,6 +183,7 @@ function setupKeys() {
       const options = await withReauth(() => post("/api/mfa/webauthn/register/options"));
       if (options === CANCELLED) {
         add.disabled = false;
+        refocus(add);
         return;
       }
       credential = await createCredential(options);
