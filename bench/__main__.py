@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.report import Figure, write
 
 REPO = Path(__file__).resolve().parent.parent
-SUITES = ["bench.bench_relay", "bench.bench_totp", "bench.bench_notifier", "bench.bench_http"]
+SUITES = ["bench.bench_relay", "bench.bench_totp", "bench.bench_notifier", "bench.bench_http", "bench.bench_sso"]
 
 
 def main() -> None:

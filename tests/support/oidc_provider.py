@@ -70,13 +70,13 @@ class OidcProvider:
         """A new signing key with a new kid; the JWKS publishes only the new one."""
         self.key = RSAKey.generate_key(2048, parameters={"kid": f"key-{secrets.token_hex(4)}", "use": "sig"})
 
-    async def start(self) -> OidcProvider:
+    async def start(self, port: int | None = None) -> OidcProvider:
         app = web.Application()
         app.router.add_get("/.well-known/openid-configuration", self._discovery)
         app.router.add_get("/jwks", self._jwks)
         app.router.add_get("/authorize", self._authorize)
         app.router.add_post("/token", self._token)
-        self._server = TestServer(app, host="127.0.0.1")
+        self._server = TestServer(app, host="127.0.0.1", port=port)
         await self._server.start_server()
         return self
 

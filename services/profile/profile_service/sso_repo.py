@@ -147,8 +147,12 @@ async def save_login(conn: Conn, state_hash: bytes, login: PendingLogin) -> None
 
 async def claim_login(conn: Conn, state_hash: bytes) -> PendingLogin | None:
     """Take a started sign-in by its state: at most one callback ever gets it (single use)."""
+    # The claim commits without waiting for the WAL flush: a database crash could at worst forget a claim
+    # of the last fraction of a second, and then the provider's single-use code still refuses a replay.
+    # Waiting would add a disk flush to every callback, on top of the one its sign-in needs.
     row = await conn.fetchrow(
         "DELETE FROM sso_logins WHERE state_hash = $1 AND expires_at > now() "
+        "AND set_config('synchronous_commit', 'off', true) IS NOT NULL "
         "RETURNING client_id::text, browser_hash, nonce_hash, verifier_key_id, verifier_sealed, "
         "reauth_session::text, expires_at", state_hash)
     if row is None:
