@@ -48,7 +48,10 @@ const LABELS = {
   "profile.impersonation_stopped": (d) => ({ title: "An MSP admin stopped viewing your account", detail: text(d.admin_name) }),
   "profile.new_device_sign_in": () => ({ title: "Sign-in from a new device" }),
   "profile.sso_linked": (d) => ({ title: "Single sign-on linked to your account", detail: text(d.issuer) }),
-  "profile.change_undone": () => ({ title: "A change was undone (“This wasn't me”)" }),
+  "profile.change_undone": (d) => {
+    const undone = d.undone_type !== "profile.change_undone" && LABELS[d.undone_type];
+    return { title: "A change was undone (“This wasn't me”)", detail: undone ? `Undone: ${undone({}).title}` : "" };
+  },
   "profile.sessions_revoked": () => ({ title: "Other sessions signed out" }),
   "profile.session_revoked": () => ({ title: "A session was signed out" }),
   "mfa.two_factor_enabled": (d) => ({
