@@ -114,10 +114,6 @@ class PasswordHasher:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
-    async def burn(self) -> None:
-        """Spend one verification's time (equal timing for answers that need no check)."""
-        await self.verify(None, secrets.token_urlsafe(12))
-
     def needs_rehash(self, stored_hash: str) -> bool:
         try:
             return bool(self._hasher.check_needs_rehash(stored_hash))

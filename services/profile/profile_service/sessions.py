@@ -123,7 +123,7 @@ async def complete_sign_in(conn: asyncpg.Connection | asyncpg.Pool, session: Ses
     raw = new_session_id()
     await sessions_repo.update(conn, session.id_hash, {
         "id_hash": hash_id(raw), "state": SIGNED_IN, "second_factor_failures": 0, "webauthn_challenge_id": None,
-        "auth_at": "now", "last_seen_at": "now"})
+        "auth_at": sessions_repo.NOW, "last_seen_at": sessions_repo.NOW})
     return raw
 
 
@@ -131,14 +131,15 @@ async def step_up(conn: asyncpg.Connection | asyncpg.Pool, session: Session) -> 
     """Re-authenticated: a new id, reauth_at now."""
     raw = new_session_id()
     await sessions_repo.update(conn, session.id_hash, {
-        "id_hash": hash_id(raw), "reauth_at": "now", "webauthn_challenge_id": None, "last_seen_at": "now"})
+        "id_hash": hash_id(raw), "reauth_at": sessions_repo.NOW, "webauthn_challenge_id": None,
+        "last_seen_at": sessions_repo.NOW})
     return raw
 
 
 async def rotate(conn: asyncpg.Connection | asyncpg.Pool, session: Session) -> str:
     """A new id for the same session (its privileges changed: impersonation, password change)."""
     raw = new_session_id()
-    await sessions_repo.update(conn, session.id_hash, {"id_hash": hash_id(raw), "last_seen_at": "now"})
+    await sessions_repo.update(conn, session.id_hash, {"id_hash": hash_id(raw), "last_seen_at": sessions_repo.NOW})
     return raw
 
 

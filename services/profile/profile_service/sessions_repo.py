@@ -88,12 +88,22 @@ async def insert(conn: Conn, *, id_hash: bytes, user_id: str, state: str, lifeti
     return str(public_id)
 
 
+class _Now:
+    """The value NOW: the column becomes the database's now() (a sentinel no caller's data can equal)."""
+
+    def __repr__(self) -> str:
+        return "NOW"
+
+
+NOW: Any = _Now()
+
+
 async def update(conn: Conn, id_hash: bytes, changes: dict[str, Any]) -> None:
-    """Set columns (names from a fixed list) on the session `id_hash`; `now` as a value means now()."""
+    """Set columns (names from a fixed list) on the session `id_hash`; the value NOW means now()."""
     names = [n for n in changes if n in _UPDATABLE]
     parts, values = [], []
     for name in names:
-        if changes[name] == "now":
+        if changes[name] is NOW:
             parts.append(f"{name} = now()")
         else:
             values.append(uuid.UUID(changes[name]) if name == "impersonated_user_id" and changes[name] else

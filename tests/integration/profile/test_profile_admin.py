@@ -217,3 +217,11 @@ async def test_seed_demo_is_idempotent_and_sets_the_demo_password(portal: Profil
                                      capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     await portal.browser().login(ADMIN_EMAIL, "third-demo-pw")
+
+
+async def test_an_impersonation_reason_is_stored_as_written(portal: ProfileHarness) -> None:
+    """A reason of "now" once hit the session update's string sentinel and stored a timestamp instead."""
+    admin = await portal.signed_in(ADMIN_EMAIL)
+    assert (await admin.post(f"/api/admin/users/{portal.demo_id}/impersonate", {"reason": "now"}))[0] == 200
+    assert await portal.db.fetchval("SELECT impersonation_reason FROM profile.sessions "
+                                    "WHERE impersonated_user_id = $1", uuid.UUID(portal.demo_id)) == "now"
