@@ -150,6 +150,8 @@ def test_an_sso_only_account_sets_a_password_by_email_and_confirms_with_its_comp
         f"Signed in with single sign-on ({idp.issuer}). Your account has no portal password.")
     expect(page.get_by_role("link", name="Set a password")).to_have_attribute("href", "/portal/forgot-password")
     expect(page.get_by_role("button", name="Change Password")).to_be_hidden()
+    page.get_by_role("button", name="set a password").click()  # the activity hint leads to the link
+    expect(page.get_by_role("link", name="Set a password")).to_be_focused()
     check(page, "security-sso-only")
 
     # Adding a key long after signing in: confirmed with the company's sign-in, then back here to go on.

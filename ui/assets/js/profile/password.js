@@ -15,6 +15,8 @@ export function renderPassword() {
       ? `Signed in with single sign-on (${issuer}). Your account has no portal password.`
       : "Your account signs in with single sign-on and has no portal password.";
   }
+  // The activity section's "This wasn't me?" hint: an account without a password sets one instead.
+  $("#activity-change-password").textContent = hasPassword() ? "change your password" : "set a password";
   show($("#sso-also"), hasPassword() && Boolean(issuer));
   if (hasPassword() && issuer) $("#sso-also").textContent = `You can also sign in with single sign-on (${issuer}).`;
 }
