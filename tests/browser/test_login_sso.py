@@ -19,6 +19,7 @@ from tests.browser.helpers import (
     PHONE,
     PageWatch,
     add_virtual_authenticator,
+    screenshot,
     submit_email_then_password,
     wait_ready,
 )
@@ -84,6 +85,9 @@ def test_a_password_domain_offers_the_password_and_a_different_email_goes_back(
     expect(page.get_by_role("button", name="Sign in with a passkey")).to_be_hidden()  # first step only
     expect(page.get_by_label("Email")).to_have_attribute("readonly", "")
     check(page, "login-password-step")
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "horizontal scroll on a phone"
+    screenshot(page, "real-login-password-step-phone")
 
     page.get_by_role("button", name="Use a different email").click()
     expect(page.get_by_label("Password", exact=True)).to_be_hidden()
@@ -141,6 +145,9 @@ def test_an_sso_only_account_sets_a_password_by_email_and_confirms_with_its_comp
     expect(page.get_by_label("Password", exact=True)).to_be_hidden()
     expect(page.get_by_role("button", name="Sign in", exact=True)).to_be_hidden()
     check(page, "login-sso-only")
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "horizontal scroll on a phone"
+    screenshot(page, "real-login-sso-only-phone")
 
     next_sign_in_is(idp, invited["email"])
     page.keyboard.press("Enter")  # the company's button is the form's action too
