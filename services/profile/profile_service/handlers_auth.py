@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from portal_shared.web import json_response, no_content
 
-from profile_service import activity, devices, guard, reauth, recovery, sessions, signin, undo
+from profile_service import activity, devices, guard, reauth, recovery, second_factors, sessions, signin, undo
 from profile_service.bodies import read_body
 from profile_service.errors import NotSignedIn, ValidationFailed
 from profile_service.keys import CONTEXT, SESSION
@@ -47,28 +47,22 @@ async def login(request: web.Request) -> web.Response:
     return _signed_in_response(request, result)
 
 
-@routes.post("/api/auth/login/totp")
-async def login_totp(request: web.Request) -> web.Response:
-    (code,) = _strings(await read_body(request), "code")
-    ctx, session = request.app[CONTEXT], signin.pending(request[SESSION])
-    result = await signin.second_factor(
-        ctx, session, method="totp", ip=guard.meta(request)[1], device_cookie=devices.cookie(request),
-        check=lambda: _ok_only(ctx.mfa.verify_totp(session.user.id, code.strip())))
+async def _second_factor(request: web.Request, factor: second_factors.Factor, value: Any) -> web.Response:
+    result = await signin.second_factor(request.app[CONTEXT], request[SESSION], factor=factor, value=value,
+                                        ip=guard.meta(request)[1], device_cookie=devices.cookie(request))
     return _signed_in_response(request, result)
 
 
-async def _ok_only(check: Any) -> tuple[bool, int | None]:
-    return bool(await check), None
+@routes.post("/api/auth/login/totp")
+async def login_totp(request: web.Request) -> web.Response:
+    (code,) = _strings(await read_body(request), "code")
+    return await _second_factor(request, second_factors.TOTP, code)
 
 
 @routes.post("/api/auth/login/recovery-code")
 async def login_recovery_code(request: web.Request) -> web.Response:
     (code,) = _strings(await read_body(request), "code")
-    ctx, session = request.app[CONTEXT], signin.pending(request[SESSION])
-    result = await signin.second_factor(
-        ctx, session, method="recovery code", ip=guard.meta(request)[1], device_cookie=devices.cookie(request),
-        check=lambda: ctx.mfa.verify_recovery_code(session.user.id, code.strip()))
-    return _signed_in_response(request, result)
+    return await _second_factor(request, second_factors.RECOVERY_CODE, code)
 
 
 @routes.post("/api/auth/login/webauthn/options")
@@ -82,11 +76,7 @@ async def login_webauthn(request: web.Request) -> web.Response:
     body = await read_body(request)
     if not isinstance(body.get("credential"), dict):
         raise ValidationFailed({"credential": ["This field is required."]})
-    ctx = request.app[CONTEXT]
-    check = await signin.webauthn_check(ctx, request[SESSION], body["credential"])
-    result = await signin.second_factor(ctx, request[SESSION], method="security key", check=check,
-                                        ip=guard.meta(request)[1], device_cookie=devices.cookie(request))
-    return _signed_in_response(request, result)
+    return await _second_factor(request, second_factors.SECURITY_KEY, body["credential"])
 
 
 @routes.post("/api/auth/login/passkey/options")

@@ -38,6 +38,26 @@ class Factors:
 
 
 @dataclass(frozen=True, slots=True)
+class Verification:
+    """mfa's answer to a second-factor check."""
+
+    ok: bool
+    user_id: str | None = None  # a WebAuthn check: the account the credential proved
+    recovery_codes_remaining: int | None = None  # when mfa says (it does with every check since #17)
+
+
+def _verification(data: dict[str, Any] | None) -> Verification:
+    data = data or {}
+    ok = data.get("ok") is True
+    # `recovery_codes_remaining` is in every check's answer; older mfa builds sent `remaining` with
+    # recovery codes only.
+    remaining = data.get("recovery_codes_remaining", data.get("remaining"))
+    proved = data.get("user_id")
+    return Verification(ok=ok, user_id=str(proved) if ok and proved else None,
+                        recovery_codes_remaining=remaining if isinstance(remaining, int) else None)
+
+
+@dataclass(frozen=True, slots=True)
 class Undo:
     undone: bool
     two_factor_enabled: bool
@@ -79,14 +99,12 @@ class MfaClient:
                        second_factors=[str(f) for f in data.get("second_factors") or []],
                        recovery_codes_remaining=remaining if isinstance(remaining, int) else None)
 
-    async def verify_totp(self, user_id: str, code: str) -> bool:
-        data = await self._call("POST", "/internal/verify/totp", {"user_id": user_id, "code": code}) or {}
-        return data.get("ok") is True
+    async def verify_totp(self, user_id: str, code: str) -> Verification:
+        return _verification(await self._call("POST", "/internal/verify/totp", {"user_id": user_id, "code": code}))
 
-    async def verify_recovery_code(self, user_id: str, code: str) -> tuple[bool, int | None]:
-        data = await self._call("POST", "/internal/verify/recovery-code", {"user_id": user_id, "code": code}) or {}
-        remaining = data.get("remaining")
-        return data.get("ok") is True, remaining if isinstance(remaining, int) else None
+    async def verify_recovery_code(self, user_id: str, code: str) -> Verification:
+        return _verification(await self._call("POST", "/internal/verify/recovery-code",
+                                              {"user_id": user_id, "code": code}))
 
     async def webauthn_options(self, user_id: str | None) -> Challenge:
         data = await self._call("POST", "/internal/webauthn/options", {"user_id": user_id}) or {}
@@ -94,12 +112,11 @@ class MfaClient:
             raise MfaUnavailable("webauthn options without challenge_id/options")
         return Challenge(data["challenge_id"], data["options"])
 
-    async def verify_webauthn(self, challenge_id: str, user_id: str | None, credential: Any) -> str | None:
-        """The user id the credential proved, or None."""
-        data = await self._call("POST", "/internal/verify/webauthn",
-                                {"challenge_id": challenge_id, "user_id": user_id, "credential": credential}) or {}
-        proved = data.get("user_id")
-        return str(proved) if data.get("ok") is True and proved else None
+    async def verify_webauthn(self, challenge_id: str, user_id: str | None, credential: Any) -> Verification:
+        """`user_id` of the verification: whom the credential proved (None when it proved nobody)."""
+        return _verification(await self._call("POST", "/internal/verify/webauthn",
+                                              {"challenge_id": challenge_id, "user_id": user_id,
+                                               "credential": credential}))
 
     async def reset(self, user_id: str, admin_id: str) -> None:
         await self._call("POST", f"/internal/users/{user_id}/reset", {"admin_id": admin_id})

@@ -1,12 +1,13 @@
-"""Step-up: a signed-in user proves a factor again (password, TOTP or key); the session gets a new id
-and counts as re-authenticated for 10 minutes. Failures count toward the throttle: on the known device of
-the session's browser when its device cookie names one of the account's devices, else untrusted."""
+"""Step-up: a signed-in user proves a factor again (password, TOTP or key: sign-in's strategies); the
+session gets a new id and counts as re-authenticated for 10 minutes. Failures count toward the throttle:
+on the known device of the session's browser when its device cookie names one of the account's devices,
+else untrusted. (SSO re-authentication goes through the provider: sso.py.)"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from profile_service import audit, devices, sessions, sessions_repo, throttle
+from profile_service import audit, devices, second_factors, sessions, sessions_repo, throttle
 from profile_service.context import Context
 from profile_service.errors import ValidationFailed, field_error
 from profile_service.models import Session
@@ -19,55 +20,40 @@ async def webauthn_options(ctx: Context, session: Session) -> dict[str, Any]:
     return challenge.options
 
 
+# The body field each way of re-authenticating uses, its factor (None: the password), and its messages.
+_WAYS = (
+    ("password", None, "Enter your password.", "The password is incorrect."),
+    ("totp_code", second_factors.TOTP, "Enter the code from your authenticator app.", "The code is incorrect."),
+    ("credential", second_factors.SECURITY_KEY, "Use your security key again.",
+     "That security key was not accepted."),
+)
+
+
 async def reauthenticate(ctx: Context, session: Session, body: dict[str, Any], *, ip: str,
                          device_cookie: str | None = None) -> str:
-    """Check the one factor in `body`; returns the session's new raw id."""
+    """Check the one factor in `body` (through the same strategies as sign-in); the session's new raw id."""
     user = session.user
+    way = next((w for w in _WAYS if w[0] in body), None)
+    if way is None:
+        raise ValidationFailed({"password": ["Enter your password."]})
+    field, factor, missing, wrong = way
+    value = body[field]
+    if factor is second_factors.SECURITY_KEY:
+        if not isinstance(value, dict) or not session.webauthn_challenge_id:
+            raise field_error(field, missing)
+    elif not isinstance(value, str) or not value.strip():
+        raise field_error(field, missing)
     device = await devices.find(ctx.pool, device_cookie, user.id)
     counter = device.token_hash if device is not None else None
-    if "password" in body:
-        field, method = "password", "password"
-        password = body["password"]
-        if not isinstance(password, str) or not password:
-            raise field_error("password", "Enter your password.")
-        ok = await check_password(ctx, user, password, ip=ip, flow="re-authentication", device=device)
-    elif "totp_code" in body:
-        field, method = "totp_code", "totp"
-        code = body["totp_code"]
-        if not isinstance(code, str) or not code.strip():
-            raise field_error("totp_code", "Enter the code from your authenticator app.")
-        ok = await _second_factor(ctx, user.id, counter, "totp", ip,
-                                  lambda: ctx.mfa.verify_totp(user.id, code.strip()))
-    elif "credential" in body:
-        field, method = "credential", "webauthn"
-        credential = body["credential"]
-        challenge_id = session.webauthn_challenge_id
-        if not isinstance(credential, dict) or not challenge_id:
-            raise field_error("credential", "Use your security key again.")
-        ok = await _second_factor(ctx, user.id, counter, "security key", ip,
-                                  lambda: _key_proves(ctx, challenge_id, user.id, credential))
+    if factor is None:
+        ok = await check_password(ctx, user, value, ip=ip, flow="re-authentication", device=device)
     else:
-        raise ValidationFailed({"password": ["Enter your password."]})
+        ok = await second_factors.attempt(ctx, factor, session, value, counter=counter, ip=ip,
+                                          flow="re-authentication") is not None
     if not ok:
-        messages = {"password": "The password is incorrect.", "totp_code": "The code is incorrect.",
-                    "credential": "That security key was not accepted."}
-        raise field_error(field, messages[field])
+        raise field_error(field, wrong)
     async with ctx.pool.acquire() as conn, conn.transaction():
         raw = await sessions.step_up(conn, session)
         await throttle.record_success(conn, user.id, counter)
-        await audit.record(conn, user.id, "reauthenticated", ip=ip, detail=method)
+        await audit.record(conn, user.id, "reauthenticated", ip=ip, detail=factor.key if factor else "password")
     return raw
-
-
-async def _key_proves(ctx: Context, challenge_id: str, user_id: str, credential: dict[str, Any]) -> bool:
-    return await ctx.mfa.verify_webauthn(challenge_id, user_id, credential) == user_id
-
-
-async def _second_factor(ctx: Context, user_id: str, counter: bytes | None, method: str, ip: str,
-                         check: Any) -> bool:
-    if not await throttle.locked(ctx.pool, user_id, counter) and await check():
-        return True
-    await throttle.record_failure(ctx.pool, user_id, counter, type_="second_factor_failed", ip=ip,
-                                  detail=f"re-authentication: {method}",
-                                  refused_detail=f"re-authentication: {method} (throttled)")
-    return False

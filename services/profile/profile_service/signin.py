@@ -10,24 +10,30 @@ sign-in makes the browser a known device. A passkey is not guessable: password l
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import structlog
 
-from profile_service import activity, audit, devices, sessions, sessions_repo, sso_repo, throttle, users_repo
+from profile_service import (
+    activity,
+    audit,
+    devices,
+    second_factors,
+    sessions,
+    sessions_repo,
+    sso_repo,
+    throttle,
+    users_repo,
+)
 from profile_service.context import Context
 from profile_service.errors import BadCredentials, Conflict, NotSignedIn, SecondFactorFailed, SignInExpired
 from profile_service.models import SECOND_FACTOR_REQUIRED, SIGNED_IN, VOID, Session, User
+from profile_service.second_factors import SIGN_IN_FLOW, Factor
 
 log = structlog.get_logger("profile.signin")
-SIGN_IN_FLOW = "sign-in"
 MAX_PASSWORD_INPUT = 1024  # longer input is refused as wrong without hashing megabytes
-
-SecondFactorCheck = Callable[[], Awaitable[tuple[bool, int | None]]]
-
 
 @dataclass(frozen=True, slots=True)
 class SignInResult:
@@ -164,12 +170,12 @@ def pending(session: Session | None) -> Session:
     return session
 
 
-async def second_factor(ctx: Context, session: Session | None, *, method: str, check: SecondFactorCheck,
-                        ip: str, device_cookie: str | None = None) -> SignInResult:
-    """Run one second-factor attempt for a pending sign-in; on success the session gets a new id.
+async def second_factor(ctx: Context, request_session: Session | None, *, factor: Factor, value: Any, ip: str,
+                        device_cookie: str | None = None) -> SignInResult:
+    """Run one second-factor attempt for the request's pending sign-in; on success the session gets a new id.
 
     Failures count like password failures: on the browser's known device of the account, else untrusted."""
-    session = pending(session)
+    session = pending(request_session)
     user = session.user
     limit = sessions.SECOND_FACTOR_ATTEMPTS
     # The attempt is counted before the code is checked (atomically), so parallel guesses on one pending
@@ -177,27 +183,27 @@ async def second_factor(ctx: Context, session: Session | None, *, method: str, c
     if not await sessions_repo.reserve_second_factor_attempt(ctx.pool, session.id_hash, limit=limit):
         raise SignInExpired()
     device = await devices.find(ctx.pool, device_cookie, user.id)
-    locked = await throttle.locked(ctx.pool, user.id, _counter(device))
+
+    async def void_when_spent(conn: asyncpg.Connection) -> None:
+        await sessions_repo.void_if_attempts_spent(conn, session.id_hash, limit=limit)
+
     try:
-        ok, remaining = (False, None) if locked else await check()
-    except Exception:
+        verification = await second_factors.attempt(ctx, factor, session, value, counter=_counter(device), ip=ip,
+                                                    flow=SIGN_IN_FLOW, on_failure=void_when_spent)
+    except Exception:  # the check did not run to an answer (mfa or the database down): no attempt spent
         await sessions_repo.return_second_factor_attempt(ctx.pool, session.id_hash)
         raise
-    if not ok:
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            await throttle.record_failure(conn, user.id, _counter(device), type_="second_factor_failed", ip=ip,
-                                          detail=method, refused_detail=f"{method} (throttled)",
-                                          sign_in_factor=activity.SECOND_FACTORS.get(method, method))
-            await sessions_repo.void_if_attempts_spent(conn, session.id_hash, limit=limit)
+    if verification is None:
         raise SecondFactorFailed()
-    if remaining is None:
+    remaining = verification.recovery_codes_remaining
+    if remaining is None:  # an mfa that does not say it with the check yet
         remaining = (await ctx.mfa.factors(user.id)).recovery_codes_remaining
     async with ctx.pool.acquire() as conn, conn.transaction():
         raw = await sessions.complete_sign_in(conn, session)
         first = await audit.first_step(conn, user.id)
-        await audit.record(conn, user.id, "signed_in", ip=ip, detail=f"{first} and {method}")
+        await audit.record(conn, user.id, "signed_in", ip=ip, detail=f"{first} and {factor.label}")
         cookie, known = await completed(conn, user, device, device_cookie, session_id=session.public_id,
-                                        how=HowSignedIn(first, ip, session.user_agent, second_factor=method))
+                                        how=HowSignedIn(first, ip, session.user_agent, second_factor=factor.label))
     return SignInResult(raw, SIGNED_IN, recovery_codes_remaining=remaining, with_second_factor=True,
                         device_cookie=cookie, new_device=not known)
 
@@ -209,18 +215,6 @@ async def webauthn_options(ctx: Context, session: Session | None) -> dict[str, A
     return challenge.options
 
 
-async def webauthn_check(ctx: Context, session: Session | None, credential: Any) -> SecondFactorCheck:
-    session = pending(session)
-
-    async def check() -> tuple[bool, int | None]:
-        if not session.webauthn_challenge_id or not isinstance(credential, dict):
-            return False, None
-        proved = await ctx.mfa.verify_webauthn(session.webauthn_challenge_id, session.user.id, credential)
-        return proved == session.user.id, None
-
-    return check
-
-
 async def passkey(ctx: Context, *, challenge_id: str | None, credential: Any, previous: Session | None,
                   user_agent: str, ip: str, device_cookie: str | None = None) -> SignInResult:
     """Sign in with a discoverable credential (a passkey with user verification): no password.
@@ -229,8 +223,8 @@ async def passkey(ctx: Context, *, challenge_id: str | None, credential: Any, pr
     checks it against a fresh single-use challenge), so a stranger's wrong passwords never block it."""
     if not challenge_id or not isinstance(credential, dict):
         raise BadCredentials("That passkey was not accepted.")
-    user_id = await ctx.mfa.verify_webauthn(challenge_id, None, credential)
-    user = await users_repo.get(ctx.pool, user_id) if user_id else None
+    proved = await ctx.mfa.verify_webauthn(challenge_id, None, credential)
+    user = await users_repo.get(ctx.pool, proved.user_id) if proved.user_id else None
     if user is None or not user.active:
         raise BadCredentials("That passkey was not accepted.")
     device = await devices.find(ctx.pool, device_cookie, user.id)
@@ -241,6 +235,8 @@ async def passkey(ctx: Context, *, challenge_id: str | None, credential: Any, pr
         await audit.record(conn, user.id, "signed_in", ip=ip, detail="passkey")
         cookie, known = await completed(conn, user, device, device_cookie, session_id=session_id,
                                         how=HowSignedIn("passkey", ip, user_agent))
-    remaining = (await ctx.mfa.factors(user.id)).recovery_codes_remaining
+    remaining = proved.recovery_codes_remaining
+    if remaining is None:  # an mfa that does not say it with the check yet
+        remaining = (await ctx.mfa.factors(user.id)).recovery_codes_remaining
     return SignInResult(raw, SIGNED_IN, recovery_codes_remaining=remaining, with_second_factor=True,
                         device_cookie=cookie, new_device=not known)

@@ -1,0 +1,75 @@
+"""The second factors as strategies (Kratos's pattern): one table, used by sign-in and re-authentication.
+
+Each factor knows how mfa checks it; `attempt` is the one way any check runs: a locked counter fails
+without asking mfa, and a failure is counted on the throttle and audited (and, during sign-in, shown in
+the owner's activity) in one statement, whichever flow it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from profile_service import activity, throttle
+from profile_service.context import Context
+from profile_service.mfa_client import Verification
+from profile_service.models import Session
+
+SIGN_IN_FLOW = "sign-in"
+FailureHook = Callable[[asyncpg.Connection], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Factor:
+    key: str  # the name the contract's `second_factors` lists
+    label: str  # how the audit log and the activity feed name it
+    check: Callable[[Context, Session, Any], Awaitable[Verification]]
+
+
+async def _totp(ctx: Context, session: Session, code: str) -> Verification:
+    return await ctx.mfa.verify_totp(session.user.id, code.strip())
+
+
+async def _recovery_code(ctx: Context, session: Session, code: str) -> Verification:
+    return await ctx.mfa.verify_recovery_code(session.user.id, code.strip())
+
+
+async def _security_key(ctx: Context, session: Session, credential: Any) -> Verification:
+    # The challenge was issued for this session (its id stored with it) and is single use in mfa; the key
+    # must prove this session's own account, not just someone.
+    if not session.webauthn_challenge_id or not isinstance(credential, dict):
+        return Verification(ok=False)
+    verification = await ctx.mfa.verify_webauthn(session.webauthn_challenge_id, session.user.id, credential)
+    return verification if verification.user_id == session.user.id else Verification(ok=False)
+
+
+TOTP = Factor("totp", "totp", _totp)
+RECOVERY_CODE = Factor("recovery_code", "recovery code", _recovery_code)
+SECURITY_KEY = Factor("webauthn", "security key", _security_key)
+FACTORS = {factor.key: factor for factor in (TOTP, RECOVERY_CODE, SECURITY_KEY)}
+
+
+async def attempt(ctx: Context, factor: Factor, session: Session, value: Any, *, counter: bytes | None, ip: str,
+                  flow: str, on_failure: FailureHook | None = None) -> Verification | None:
+    """Check `value` with `factor` for the session's account: its verification when it passed, else None.
+
+    `counter`: the known device's token hash the attempt counts on (None: the account's untrusted counter).
+    `flow` ("sign-in", "re-authentication") goes into the audit; `on_failure` runs in the failure's
+    transaction (sign-in voids its pending session there once its attempts are spent)."""
+    user_id = session.user.id
+    if not await throttle.locked(ctx.pool, user_id, counter):
+        verification = await factor.check(ctx, session, value)
+        if verification.ok:
+            return verification
+    signing_in = flow == SIGN_IN_FLOW
+    what = factor.label if signing_in else f"{flow}: {factor.label}"
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await throttle.record_failure(conn, user_id, counter, type_="second_factor_failed", ip=ip, detail=what,
+                                      refused_detail=f"{what} (throttled)",
+                                      sign_in_factor=activity.SECOND_FACTORS[factor.label] if signing_in else None)
+        if on_failure is not None:
+            await on_failure(conn)
+    return None
