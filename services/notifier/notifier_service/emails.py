@@ -46,6 +46,8 @@ SUBJECTS: dict[str, str] = {
     "mfa.reset_by_admin": "An administrator reset your two-factor authentication",
     "profile.email_changed": "Your Client Portal sign-in address was changed",
     "profile.change_undone": "A change to your Client Portal account was undone",
+    "profile.new_device_sign_in": "New sign-in to your Client Portal account",
+    "profile.sso_linked": "Single sign-on was linked to your Client Portal account",
 }
 # An invitation goes to someone with no account yet, and a reset request changes nothing by itself: for
 # those "not me" means "ignore this email", not "end my sessions". A change_undone email reports the use of

@@ -55,6 +55,8 @@ SAMPLE_DATA: dict[str, dict[str, object]] = {
     "profile.email_changed": {"old_email": "ada@client.example", "new_email": "ada@new.example"},
     "profile.change_undone": {"undone_event_id": "e1", "undone_type": "mfa.totp_enabled",
                               "two_factor_disabled": False},
+    "profile.new_device_sign_in": {"session_id": "s1", "ip": "203.0.113.7", "user_agent": "Firefox/133"},
+    "profile.sso_linked": {"issuer": "https://login.microsoftonline.com/t/v2.0"},
 }
 
 
@@ -257,3 +259,18 @@ def test_the_old_address_copy_has_its_own_message_id_and_the_event_s_type() -> N
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert message["Message-ID"] == f"<{EVENT_ID}.old@portal>"
     assert message["X-Portal-Event"] == "profile.email_changed"
+
+
+def test_a_new_device_email_shows_a_hostile_user_agent_escaped_and_bounded() -> None:
+    hostile = "<script>alert(1)</script>" + "A" * 5000
+    rendered = emails.render(job("profile.new_device_sign_in", session_id="s", ip="198.51.100.4", user_agent=hostile),
+                             base_url=BASE, key=KEY)
+    assert "<script>" not in rendered.html and "&lt;script&gt;" in rendered.html
+    assert "A" * 300 not in rendered.text and "A" * 300 not in rendered.html
+    assert "198.51.100.4" in rendered.text and "/portal/not-me?token=" in rendered.text
+
+
+def test_an_sso_link_email_names_the_provider_and_offers_the_undo() -> None:
+    rendered = emails.render(job("profile.sso_linked", issuer="https://idp.example/<b>"), base_url=BASE, key=KEY)
+    assert "https://idp.example/<b>" in rendered.text and "https://idp.example/&lt;b&gt;" in rendered.html
+    assert "/portal/not-me?token=" in rendered.html and "unlinks that account" in rendered.text
