@@ -34,3 +34,10 @@ async def first_step(conn: asyncpg.Connection | asyncpg.Pool, user_id: str) -> s
     activity item. (Two sign-ins of one account pending at once could swap labels; nothing else depends
     on it.)"""
     return "sso" if await conn.fetchval(_FIRST_STEP, uuid.UUID(user_id)) == SSO_ACCEPTED else "password"
+
+
+async def recent_count(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, type_: str, *,
+                       window_seconds: int) -> int:
+    return int(await conn.fetchval(
+        "SELECT count(*) FROM audit_log WHERE user_id = $1 AND type = $2 AND at > now() - make_interval(secs => $3)",
+        uuid.UUID(user_id), type_, window_seconds))

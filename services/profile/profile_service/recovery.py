@@ -6,6 +6,7 @@ with the new password and, when two-factor is on, their second factor.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -14,7 +15,7 @@ import structlog
 from portal_shared.events import PasswordChanged, PasswordResetRequested
 from portal_shared.outbox import enqueue
 
-from profile_service import activity_repo, audit, devices_repo, sessions, throttle, tokens_repo, users_repo
+from profile_service import activity_repo, audit, devices_repo, sessions, sso_repo, throttle, tokens_repo, users_repo
 from profile_service.accounts import new_password_errors
 from profile_service.config import SERVICE
 from profile_service.context import Context
@@ -27,6 +28,7 @@ RESET_LIFETIME_SECONDS = 3600
 INVITE_LIFETIME_SECONDS = 3 * 24 * 3600
 RESETS_PER_WINDOW = 3
 RESET_WINDOW_SECONDS = 15 * 60
+SSO_ONLY_NOTE = "password_reset_sso_only"
 
 
 def link(base_url: str, page: str, token: str) -> str:
@@ -56,8 +58,24 @@ async def request_reset(ctx: Context, email: str, *, ip: str) -> None:
         if recent >= RESETS_PER_WINDOW:
             await audit.record(conn, user.id, "password_reset_throttled", ip=ip, detail="no email sent")
             return
+        if user.client is not None and not await sso_repo.password_allowed(conn, user.client.id):
+            await _point_to_sso(conn, user, ip=ip)
+            return
         await issue_reset(conn, ctx, user)
         await audit.record(conn, user.id, "password_reset_requested", ip=ip, detail="reset link emailed")
+
+
+async def _point_to_sso(conn: asyncpg.Connection, user: User, *, ip: str) -> None:
+    """The client turned password sign-in off: no reset link (a password would not sign in), but an email
+    saying to use the company's sign-in — as often as reset links would be sent."""
+    assert user.client is not None
+    if await audit.recent_count(conn, user.id, SSO_ONLY_NOTE, window_seconds=RESET_WINDOW_SECONDS) >= RESETS_PER_WINDOW:
+        return
+    issuer = await sso_repo.issuer_for_client(conn, user.client.id) or ""
+    expires_at = datetime.now(UTC) + timedelta(seconds=RESET_LIFETIME_SECONDS)
+    await enqueue(conn, PasswordResetRequested(user_id=user.id, email=user.email, reset_url="",
+                                               expires_at=iso(expires_at) or "", sso_issuer=issuer), source=SERVICE)
+    await audit.record(conn, user.id, SSO_ONLY_NOTE, ip=ip, detail=f"single sign-on only ({issuer}); no link")
 
 
 async def _set_password_with_token(ctx: Context, body: dict[str, Any], purpose: str, *, ip: str) -> User:

@@ -42,10 +42,13 @@ class UserInvited(Event):
 
 @dataclass(frozen=True, slots=True)
 class PasswordResetRequested(Event):
+    """A reset link was mailed; or, for an account whose client signs in with SSO only (`sso_issuer` set,
+    `reset_url` empty, beyond the contract's fields), a note that the company's sign-in is the way in."""
     type: ClassVar[str] = "profile.password_reset_requested"
     email: str
     reset_url: str
     expires_at: str
+    sso_issuer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ browser or an attacker can make it fail (each one a redirect to the login page, 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
@@ -301,6 +302,21 @@ async def test_disabled_password_sign_in_answers_as_a_wrong_password(portal: Pro
     right = await browser.post("/api/auth/login", {"email": DEMO_EMAIL, "password": PASSWORD})
     assert right == wrong and right[0] == 401
     assert (await _sso(portal, idp))[1] == "/portal/profile"
+
+
+async def test_a_reset_request_of_an_sso_only_account_mails_no_link(portal: ProfileHarness, idp: OidcProvider) -> None:
+    await _configure(portal, idp, password_sign_in="disabled")
+    for _ in range(5):
+        assert (await portal.browser().post("/api/auth/password-reset", {"email": DEMO_EMAIL}))[0] == 202
+    for _ in range(200):  # the request is handled after the 202
+        if len(await portal.events("profile.password_reset_requested")) >= 3:
+            break
+        await asyncio.sleep(0.05)
+    notes = [e["data"] for e in await portal.events("profile.password_reset_requested")]
+    assert len(notes) == 3, "as often as reset links would be (3 per 15 minutes)"
+    assert all(n["sso_issuer"] == idp.issuer and n["reset_url"] == "" for n in notes)
+    assert await portal.db.fetchval("SELECT count(*) FROM profile.password_tokens WHERE user_id = $1",
+                                    uuid.UUID(portal.demo_id)) == 0
 
 
 async def test_reauthentication_through_the_provider(portal: ProfileHarness, idp: OidcProvider) -> None:

@@ -274,3 +274,12 @@ def test_an_sso_link_email_names_the_provider_and_offers_the_undo() -> None:
     rendered = emails.render(job("profile.sso_linked", issuer="https://idp.example/<b>"), base_url=BASE, key=KEY)
     assert "https://idp.example/<b>" in rendered.text and "https://idp.example/&lt;b&gt;" in rendered.html
     assert "/portal/not-me?token=" in rendered.html and "unlinks that account" in rendered.text
+
+
+def test_a_reset_request_of_an_sso_only_account_points_to_the_company_sign_in() -> None:
+    rendered = emails.render(job("profile.password_reset_requested", email="a@x.example", reset_url="",
+                                 expires_at="2025-03-04T15:05:09Z", sso_issuer="https://idp.example"),
+                             base_url=BASE, key=KEY)
+    for part in (rendered.text, rendered.html):
+        assert "Sign in with your company" in part and "https://idp.example" in part
+        assert "reset-password" not in part and "To choose a new password" not in part
