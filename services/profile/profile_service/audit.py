@@ -12,10 +12,6 @@ MAX_DETAIL = 1000  # characters of an entry's detail that are kept
 _INSERT = "INSERT INTO audit_log (user_id, type, ip, detail) VALUES ($1, $2, $3, $4)"
 # The first step of a sign-in waiting for its second factor is audited as one of these.
 PASSWORD_ACCEPTED, SSO_ACCEPTED = "password_accepted", "sso_accepted"
-_FIRST_STEP = """
-SELECT type FROM audit_log WHERE user_id = $1 AND type IN ('password_accepted', 'sso_accepted')
-ORDER BY at DESC, id DESC LIMIT 1
-"""
 _LIST = "SELECT at, type, ip, detail FROM audit_log WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2"
 
 
@@ -27,13 +23,6 @@ async def record(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, type_: s
 async def entries(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, *, limit: int = 500) -> list[AuditEntry]:
     return [AuditEntry(r["at"], r["type"], r["ip"], r["detail"])
             for r in await conn.fetch(_LIST, uuid.UUID(user_id), limit)]
-
-
-async def first_step(conn: asyncpg.Connection | asyncpg.Pool, user_id: str) -> str:
-    """How the account's latest pending sign-in passed its first step ("password" or "sso"), for the sign-in's
-    activity item. (Two sign-ins of one account pending at once could swap labels; nothing else depends
-    on it.)"""
-    return "sso" if await conn.fetchval(_FIRST_STEP, uuid.UUID(user_id)) == SSO_ACCEPTED else "password"
 
 
 async def recent_count(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, type_: str, *,

@@ -67,6 +67,7 @@ class Session:
     reauth_at: datetime | None
     user_agent: str
     ip: str
+    method: str = ""  # how it signed in: password, passkey, sso (+ the second factor once completed)
 
     @property
     def effective_user(self) -> User:

@@ -107,23 +107,24 @@ class NewSession(NamedTuple):
 
 
 async def start(conn: asyncpg.Connection | asyncpg.Pool, *, user_id: str, state: str, user_agent: str,
-                ip: str, audit: tuple[str, str] | None = None) -> NewSession:
-    """A new session with a new id (never one the client chose: no session fixation).
+                ip: str, method: str, audit: tuple[str, str] | None = None) -> NewSession:
+    """A new session with a new id (never one the client chose: no session fixation), signed in (or
+    started) by `method` (password, passkey, sso).
 
     `audit` (type, detail) is recorded with it, in the same statement."""
     raw = new_session_id()
     public_id = await sessions_repo.insert(conn, id_hash=hash_id(raw), user_id=user_id, state=state,
                                            lifetime_seconds=int(ABSOLUTE_TIMEOUT.total_seconds()),
-                                           user_agent=user_agent, ip=ip, audit=audit)
+                                           user_agent=user_agent, ip=ip, method=method, audit=audit)
     return NewSession(raw, public_id)
 
 
-async def complete_sign_in(conn: asyncpg.Connection | asyncpg.Pool, session: Session) -> str:
-    """The second factor passed: a new id, signed in, counters cleared."""
+async def complete_sign_in(conn: asyncpg.Connection | asyncpg.Pool, session: Session, *, method: str) -> str:
+    """The second factor passed: a new id, signed in (by `method`), counters cleared."""
     raw = new_session_id()
     await sessions_repo.update(conn, session.id_hash, {
         "id_hash": hash_id(raw), "state": SIGNED_IN, "second_factor_failures": 0, "webauthn_challenge_id": None,
-        "auth_at": sessions_repo.NOW, "last_seen_at": sessions_repo.NOW})
+        "auth_at": sessions_repo.NOW, "last_seen_at": sessions_repo.NOW, "method": method})
     return raw
 
 
@@ -159,7 +160,7 @@ async def list_sessions(pool: asyncpg.Pool, session: Session) -> list[dict[str, 
     rows = await sessions_repo.list_live(pool, session.user.id, idle_seconds=int(IDLE_TIMEOUT.total_seconds()))
     return [{"id": str(r["public_id"]), "current": r["id_hash"] == session.id_hash,
              "created_at": iso(r["created_at"]), "last_seen_at": iso(r["last_seen_at"]),
-             "user_agent": r["user_agent"], "ip": r["ip"]} for r in rows]
+             "user_agent": r["user_agent"], "ip": r["ip"], "method": r["method"]} for r in rows]
 
 
 async def revoke(pool: asyncpg.Pool, session: Session, public_id: str, *, ip: str) -> bool:

@@ -15,7 +15,7 @@ Conn = asyncpg.Connection | asyncpg.Pool
 
 _SESSION_FIELDS = ("id_hash", "public_id", "state", "impersonation_reason", "second_factor_failures",
                    "webauthn_challenge_id", "created_at", "last_seen_at", "expires_at", "auth_at", "reauth_at",
-                   "user_agent", "ip")
+                   "user_agent", "ip", "method")
 _LOAD = f"""
 SELECT {", ".join("s." + f for f in _SESSION_FIELDS)}, {user_columns("u", "uc", "u_")},
        {user_columns("i", "ic", "i_")}
@@ -25,13 +25,13 @@ LEFT JOIN users i ON i.id = s.impersonated_user_id LEFT JOIN clients ic ON ic.id
 WHERE s.id_hash = $1 AND u.active  -- a deactivated account has no session, even one missed by its ending
 """  # noqa: S608 (column names are constants)
 _INSERT = """
-INSERT INTO sessions (id_hash, public_id, user_id, state, expires_at, user_agent, ip)
-VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), $6, $7)
+INSERT INTO sessions (id_hash, public_id, user_id, state, expires_at, user_agent, ip, method)
+VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), $6, $7, $8)
 """
 # The session and its audit entry in one statement: a sign-in's writes in one round trip, atomically.
 _INSERT_AUDITED = f"""
 WITH new_session AS ({_INSERT})
-INSERT INTO audit_log (user_id, type, ip, detail) VALUES ($3, $8, $7, $9)
+INSERT INTO audit_log (user_id, type, ip, detail) VALUES ($3, $9, $7, $10)
 """  # noqa: S608 (a constant statement)
 _TOUCH = "UPDATE sessions SET last_seen_at = now() WHERE id_hash = $1"
 _DELETE = "DELETE FROM sessions WHERE id_hash = $1"
@@ -40,7 +40,7 @@ _DELETE_ALL = "DELETE FROM sessions WHERE user_id = $1 AND id_hash IS DISTINCT F
 # Sessions of admins viewing this account (impersonation): they end with the account's own.
 _DELETE_VIEWING = "DELETE FROM sessions WHERE impersonated_user_id = $1"
 _LIST = """
-SELECT public_id, id_hash, created_at, last_seen_at, user_agent, ip FROM sessions
+SELECT public_id, id_hash, created_at, last_seen_at, user_agent, ip, method FROM sessions
 WHERE user_id = $1 AND state = 'signed_in' AND expires_at > now()
   AND last_seen_at > now() - make_interval(secs => $2)
 ORDER BY last_seen_at DESC
@@ -59,7 +59,7 @@ WHERE id_hash = $1 AND state = 'second_factor_required'
 _VOID_IF_SPENT = "UPDATE sessions SET state = 'void' WHERE id_hash = $1 AND second_factor_failures >= $2"
 _PRUNE = "DELETE FROM sessions WHERE expires_at < now() OR last_seen_at < now() - make_interval(secs => $1)"
 _UPDATABLE = ("id_hash", "state", "impersonated_user_id", "impersonation_reason", "second_factor_failures",
-              "webauthn_challenge_id", "auth_at", "reauth_at", "last_seen_at")
+              "webauthn_challenge_id", "auth_at", "reauth_at", "last_seen_at", "method")
 
 
 def _session(row: asyncpg.Record | None) -> Session | None:
@@ -77,10 +77,10 @@ async def load(conn: Conn, id_hash: bytes) -> Session | None:
 
 
 async def insert(conn: Conn, *, id_hash: bytes, user_id: str, state: str, lifetime_seconds: int,
-                 user_agent: str, ip: str, audit: tuple[str, str] | None = None) -> str:
+                 user_agent: str, ip: str, method: str = "", audit: tuple[str, str] | None = None) -> str:
     """A new session row; with `audit` (type, detail), its audit-log entry in the same statement."""
     public_id = uuid.uuid4()
-    values = (id_hash, public_id, uuid.UUID(user_id), state, lifetime_seconds, user_agent[:300], ip)
+    values = (id_hash, public_id, uuid.UUID(user_id), state, lifetime_seconds, user_agent[:300], ip, method)
     if audit is None:
         await conn.execute(_INSERT, *values)
     else:

@@ -33,6 +33,7 @@ from profile_service.models import SECOND_FACTOR_REQUIRED, SIGNED_IN, VOID, Sess
 from profile_service.second_factors import SIGN_IN_FLOW, Factor
 
 log = structlog.get_logger("profile.signin")
+PASSWORD, PASSKEY = "password", "passkey"  # first factors (sso.py adds "sso")
 MAX_PASSWORD_INPUT = 1024  # longer input is refused as wrong without hashing megabytes
 
 @dataclass(frozen=True, slots=True)
@@ -130,21 +131,21 @@ async def login(ctx: Context, *, email: str, password: str, previous: Session | 
         entry = (audit.PASSWORD_ACCEPTED, "second factor required")
         if previous is None:  # the usual case: one statement, one round trip
             raw, _ = await sessions.start(ctx.pool, user_id=user.id, state=state, user_agent=user_agent, ip=ip,
-                                          audit=entry)
+                                          method=PASSWORD, audit=entry)
         else:
             async with ctx.pool.acquire() as conn, conn.transaction():
                 await sessions_repo.delete(conn, previous.id_hash)
                 raw, _ = await sessions.start(conn, user_id=user.id, state=state, user_agent=user_agent, ip=ip,
-                                              audit=entry)
+                                              method=PASSWORD, audit=entry)
         assert factors is not None
         return SignInResult(raw, SECOND_FACTOR_REQUIRED, second_factors=factors.second_factors)
     async with ctx.pool.acquire() as conn, conn.transaction():
         if previous is not None:
             await sessions_repo.delete(conn, previous.id_hash)
         raw, session_id = await sessions.start(conn, user_id=user.id, state=state, user_agent=user_agent, ip=ip,
-                                               audit=("signed_in", "password"))
+                                               method=PASSWORD, audit=("signed_in", "password"))
         cookie, known = await completed(conn, user, device, device_cookie, session_id=session_id,
-                                        how=HowSignedIn("password", ip, user_agent))
+                                        how=HowSignedIn(PASSWORD, ip, user_agent))
     return SignInResult(raw, SIGNED_IN, device_cookie=cookie, new_device=not known)
 
 
@@ -199,8 +200,8 @@ async def second_factor(ctx: Context, request_session: Session | None, *, factor
     if remaining is None:  # an mfa that does not say it with the check yet
         remaining = (await ctx.mfa.factors(user.id)).recovery_codes_remaining
     async with ctx.pool.acquire() as conn, conn.transaction():
-        raw = await sessions.complete_sign_in(conn, session)
-        first = await audit.first_step(conn, user.id)
+        first = session.method or PASSWORD  # how the pending sign-in passed its first step
+        raw = await sessions.complete_sign_in(conn, session, method=f"{first}+{factor.key}")
         await audit.record(conn, user.id, "signed_in", ip=ip, detail=f"{first} and {factor.label}")
         cookie, known = await completed(conn, user, device, device_cookie, session_id=session.public_id,
                                         how=HowSignedIn(first, ip, session.user_agent, second_factor=factor.label))
@@ -231,10 +232,11 @@ async def passkey(ctx: Context, *, challenge_id: str | None, credential: Any, pr
     async with ctx.pool.acquire() as conn, conn.transaction():
         if previous is not None:
             await sessions_repo.delete(conn, previous.id_hash)
-        raw, session_id = await sessions.start(conn, user_id=user.id, state=SIGNED_IN, user_agent=user_agent, ip=ip)
+        raw, session_id = await sessions.start(conn, user_id=user.id, state=SIGNED_IN, user_agent=user_agent, ip=ip,
+                                               method=PASSKEY)
         await audit.record(conn, user.id, "signed_in", ip=ip, detail="passkey")
         cookie, known = await completed(conn, user, device, device_cookie, session_id=session_id,
-                                        how=HowSignedIn("passkey", ip, user_agent))
+                                        how=HowSignedIn(PASSKEY, ip, user_agent))
     remaining = proved.recovery_codes_remaining
     if remaining is None:  # an mfa that does not say it with the check yet
         remaining = (await ctx.mfa.factors(user.id)).recovery_codes_remaining

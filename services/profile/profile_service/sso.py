@@ -208,12 +208,12 @@ async def _sign_in(ctx: Context, provider: sso_repo.Provider, user: User, claims
         if needs_second:  # the provider's step counts as the first factor, like a password
             assert factors is not None
             raw, _ = await sessions.start(conn, user_id=user.id, state=SECOND_FACTOR_REQUIRED,
-                                          user_agent=user_agent, ip=ip,
+                                          user_agent=user_agent, ip=ip, method=METHOD_SSO,
                                           audit=(audit.SSO_ACCEPTED, f"{provider.issuer}; second factor required"))
             return SignInResult(raw, SECOND_FACTOR_REQUIRED, second_factors=factors.second_factors)
         how = "single sign-on" + (" with the provider's MFA" if factors and factors.two_factor_enabled else "")
         raw, session_id = await sessions.start(conn, user_id=user.id, state=SIGNED_IN, user_agent=user_agent, ip=ip,
-                                               audit=("signed_in", f"{how} ({provider.issuer})"))
+                                               method=METHOD_SSO, audit=("signed_in", f"{how} ({provider.issuer})"))
         cookie, known = await completed(conn, user, device, device_cookie, session_id=session_id,
                                         how=HowSignedIn(METHOD_SSO, ip, user_agent))
     return SignInResult(raw, SIGNED_IN, device_cookie=cookie, new_device=not known)

@@ -78,7 +78,8 @@ class Fuzzed:
 
     async def new_session(self, user_id: str, state: str = SIGNED_IN, impersonating: str | None = None) -> str:
         """A session as sign-in leaves it (written directly: no argon2 per example); returns the cookie value."""
-        raw, _ = await sessions.start(self.db, user_id=user_id, state=state, user_agent="fuzzer", ip="127.0.0.1")
+        raw, _ = await sessions.start(self.db, user_id=user_id, state=state, user_agent="fuzzer", ip="127.0.0.1",
+                                      method="password")
         if impersonating:
             await self.db.execute("UPDATE sessions SET impersonated_user_id = $2, impersonation_reason = 'fuzz'"
                                   " WHERE id_hash = $1", sessions.hash_id(raw), uuid.UUID(impersonating))

@@ -108,7 +108,8 @@ async def test_sessions_are_listed_and_revoked(portal: ProfileHarness) -> None:
     status, listed = await first.get("/api/auth/sessions")
     assert status == 200 and len(listed) == 3
     assert [s["current"] for s in listed].count(True) == 1
-    assert set(listed[0]) == {"id", "current", "created_at", "last_seen_at", "user_agent", "ip"}
+    assert set(listed[0]) == {"id", "current", "created_at", "last_seen_at", "user_agent", "ip", "method"}
+    assert {s["method"] for s in listed} == {"password"}
     assert listed[0]["created_at"].endswith("Z")
     second_id = next(s["id"] for s in (await second.get("/api/auth/sessions"))[1] if s["current"])
     assert (await first.delete(f"/api/auth/sessions/{second_id}"))[0] == 204

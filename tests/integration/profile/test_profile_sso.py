@@ -285,6 +285,8 @@ async def test_the_second_factor_still_applies_after_sso(portal: ProfileHarness,
     assert (await browser.get("/api/profile"))[0] == 401
     status, body = await browser.post("/api/auth/login/totp", {"code": TOTP_CODE})
     assert (status, body["state"]) == (200, "signed_in")
+    current = next(s for s in (await browser.get("/api/auth/sessions"))[1] if s["current"])
+    assert current["method"] == "sso+totp", "the session list shows how it signed in"
 
     await _configure(portal, idp, trust_idp_mfa=True)
     _, location = await _sso(portal, idp, amr=["pwd"])
