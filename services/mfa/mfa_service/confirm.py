@@ -6,8 +6,8 @@ re-authenticated in the last 10 minutes (max(auth_at, reauth_at) in the identity
 
 from __future__ import annotations
 
-from mfa_service.errors import InvalidInput, WrongPassword
-from mfa_service.identity import Identity
+from mfa_service.errors import field_error
+from mfa_service.principal import Identity
 from mfa_service.profile_client import ProfileClient
 
 MAX_PASSWORD_LENGTH = 1024
@@ -22,8 +22,8 @@ class Confirmer:
         if password is None or password == "":
             if identity.recently_authenticated():
                 return
-            raise InvalidInput("Enter your password to confirm.", field="password")
+            raise field_error("password", "Enter your password to confirm.")
         if not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH:
-            raise WrongPassword("The password is incorrect.", field="password")
+            raise field_error("password", "The password is incorrect.")
         if not await self._profile.verify_password(identity.user_id, password):
-            raise WrongPassword("The password is incorrect.", field="password")
+            raise field_error("password", "The password is incorrect.")

@@ -1,73 +1,54 @@
-"""Domain errors of the mfa service and the one middleware that turns them into problem+json."""
+"""The mfa service's own failure kinds; the shared family and its middleware are portal_shared.errors."""
 
 from __future__ import annotations
 
-from aiohttp import web
-from portal_shared.problems import Problem
-from portal_shared.web import Handler
+from portal_shared.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    Unavailable,
+    ValidationFailed,
+    domain_errors,
+    field_error,
+)
+
+__all__ = ["Conflict", "DomainError", "Forbidden", "ImpersonationForbidden", "MalformedInput", "NotFound",
+           "NotSignedIn", "ProfileUnavailable", "ReauthRequired", "ServiceAuthRequired", "ValidationFailed",
+           "domain_errors", "field_error"]
 
 
-class MfaError(Exception):
-    """A failure the client can act on. `field` names the request field it concerns, if any."""
-
-    status = 400
-    kind: str | None = None
-
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.field = field
-
-
-class MalformedInput(MfaError):
+class MalformedInput(DomainError):
     """A request that is not the shape the endpoint takes (internal callers: a bug on their side, not the user's)."""
 
-    status = 400
-    kind = "malformed-body"
+    status, kind, detail = 400, "malformed-body", "The request is not the shape this endpoint takes."
 
 
-class InvalidInput(MfaError):
-    status = 422
-    kind = "validation-failed"
+class NotSignedIn(DomainError):
+    """No valid X-Portal-Identity on /api/mfa*: the gateway did not vouch for a signed-in session."""
+
+    status, kind, detail = 401, "not-signed-in", "Sign in to manage two-factor authentication."
 
 
-class WrongCode(InvalidInput):
-    """A TOTP code (or WebAuthn response) that does not verify."""
+class ServiceAuthRequired(DomainError):
+    """No valid service token (audience `mfa`) on /internal/*."""
+
+    status, kind, detail = 401, "service-auth-required", "A valid service token is required."
 
 
-class WrongPassword(InvalidInput):
-    pass
+class ImpersonationForbidden(Forbidden):
+    kind = "impersonation-forbidden"
+    detail = "Two-factor settings cannot be changed while an administrator views this account."
 
 
-class Conflict(MfaError):
-    status = 409
-    kind = "conflict"
+class ReauthRequired(Forbidden):
+    """The change needs a sign-in or re-authentication in the last 10 minutes (principal.REAUTH_WINDOW_SECONDS)."""
 
-
-class NotFound(MfaError):
-    status = 404
-    kind = "not-found"
-
-
-class ReauthRequired(MfaError):
-    status = 403
     kind = "reauth-required"
+    detail = "Confirm it's you (sign in again or re-authenticate) to make this change."
 
 
-class ProfileUnavailable(MfaError):
-    status = 503
-    kind = "service-unavailable"
+class ProfileUnavailable(Unavailable):
+    """Profile did not confirm a call mfa must not guess about (password check, latch, ending sessions)."""
 
-
-def to_problem(error: MfaError) -> Problem:
-    errors = {error.field: [error.detail]} if error.field and error.status in (400, 422) else None
-    headers = {"Retry-After": "5"} if error.status == 503 else {}
-    return Problem(error.status, error.detail, kind=error.kind, errors=errors, headers=headers)
-
-
-@web.middleware
-async def domain_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except MfaError as error:
-        return to_problem(error).response()
+    detail = "The profile service cannot answer right now; try again shortly."

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-from portal_shared.web import MAX_BODY_BYTES, json_response
+from portal_shared.web import MAX_BODY_BYTES
 
 from mfa_service.codes import CODE_COUNT
-from mfa_service.identity import REAUTH_WINDOW_SECONDS
+from mfa_service.principal import REAUTH_WINDOW_SECONDS
 from mfa_service.webauthn_keys import NAME_MAX
 
 _TS = {"type": ["string", "null"], "format": "date-time"}
@@ -210,7 +209,3 @@ def document() -> dict[str, Any]:
         },
         "security": [{"portalIdentity": []}],
     }
-
-
-async def serve_document(_: web.Request) -> web.Response:
-    return json_response(document())

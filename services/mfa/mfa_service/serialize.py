@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from portal_shared.clock import iso
 
 from mfa_service.factors import Overview
 from mfa_service.repository.credentials import Credential
 
 
 def timestamp(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a Z, as the contract wants every timestamp."""
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """ISO 8601 in UTC with a Z (portal_shared.clock.iso), as the contract wants every timestamp; None stays null."""
+    return None if value is None else iso(value)
 
 
 def key(credential: Credential) -> dict[str, Any]:

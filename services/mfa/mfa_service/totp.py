@@ -23,15 +23,17 @@ from portal_shared.events import TotpDisabled, TotpEnabled, TwoFactorDisabled, T
 from portal_shared.outbox import enqueue
 from pyotp.utils import strings_equal
 
+from mfa_service.checks import Check
 from mfa_service.codes import CodeHasher
 from mfa_service.confirm import Confirmer
 from mfa_service.crypto import SecretBox
-from mfa_service.errors import Conflict, WrongCode
-from mfa_service.identity import Identity, require_recent_authentication
+from mfa_service.errors import Conflict, field_error
+from mfa_service.principal import Identity, require_recent_authentication
 from mfa_service.profile_client import ProfileClient
 from mfa_service.repository import totp as totp_repo
 from mfa_service.repository import users as users_repo
-from mfa_service.state import issue_codes, lock_user, two_factor_on, void_codes
+from mfa_service.repository.factors import lock_user, two_factor_on
+from mfa_service.state import issue_codes, void_codes
 
 log = structlog.get_logger("mfa.totp")
 
@@ -118,7 +120,7 @@ class TotpService:
         require_recent_authentication(identity, "add an authenticator app")
         cleaned = clean_code(code)
         if cleaned is None:
-            raise WrongCode("Enter the 6-digit code from your authenticator app.", field="code")
+            raise field_error("code", "Enter the 6-digit code from your authenticator app.")
         user_id = identity.user_id
         async with self._pool.acquire() as conn, conn.transaction():
             await lock_user(conn, user_id)
@@ -129,10 +131,10 @@ class TotpService:
                 raise Conflict("Start the authenticator app setup again: it expired or was never started.")
             step = matching_step(self._secret(row), cleaned)
             if step is None:
-                raise WrongCode("That code is not valid. Check the time on your device and try again.", field="code")
+                raise field_error("code", "That code is not valid. Check the time on your device and try again.")
             was_on = await two_factor_on(conn, user_id)
             if await totp_repo.enable(conn, user_id, step) is None:
-                raise WrongCode("That code was already used. Wait for the next one.", field="code")
+                raise field_error("code", "That code was already used. Wait for the next one.")
             if was_on:
                 await self._profile.end_other_sessions(user_id, identity.session_id)  # before the commit
                 await enqueue(conn, TotpEnabled(user_id=user_id), source="mfa")
@@ -157,13 +159,15 @@ class TotpService:
                 await void_codes(conn, user_id)
                 await enqueue(conn, TwoFactorDisabled(user_id=user_id, method="totp"), source="mfa")
 
-    async def verify(self, user_id: str, code: object) -> bool:
+    async def verify(self, user_id: str, code: object) -> Check:
         """A sign-in (or step-up) check; a code counts once, even under concurrent submissions."""
         cleaned = clean_code(code)
         row = await totp_repo.get(self._pool, user_id)
         if cleaned is None or row is None or row.enabled_at is None:
-            return False
+            return Check.refused()
         step = matching_step(self._secret(row), cleaned)
-        ok = step is not None and step > row.last_used_step and await totp_repo.accept_step(self._pool, user_id, step)
-        log.info("totp_checked", user_id=user_id, ok=ok)
-        return ok
+        remaining = None
+        if step is not None and step > row.last_used_step:
+            remaining = await totp_repo.accept_step(self._pool, user_id, step)
+        log.info("totp_checked", user_id=user_id, ok=remaining is not None)
+        return Check.refused() if remaining is None else Check.passed(user_id, remaining)

@@ -24,12 +24,14 @@ from typing import Any
 import asyncpg
 import structlog
 from portal_shared.events import RecoveryCodesRegenerated, SecurityKeyAdded, TotpEnabled, TwoFactorEnabled
+from portal_shared.ids import is_uuid
 
 from mfa_service.errors import MalformedInput
 from mfa_service.repository import credentials as credentials_repo
 from mfa_service.repository import recovery_codes as codes_repo
 from mfa_service.repository import totp as totp_repo
-from mfa_service.state import lock_user, two_factor_on, void_codes
+from mfa_service.repository.factors import lock_user, two_factor_on
+from mfa_service.state import void_codes
 
 log = structlog.get_logger("mfa.undo")
 
@@ -57,12 +59,9 @@ class UndoRequest:
             raise MalformedInput("type must be the undone event's type.", field="type")
         key: uuid.UUID | None = None
         if key_id is not None:
-            try:
-                key = uuid.UUID(key_id) if isinstance(key_id, str) else None
-            except ValueError:
-                key = None
-            if key is None:
+            if not is_uuid(key_id):
                 raise MalformedInput("key_id must be a security key id or null.", field="key_id")
+            key = uuid.UUID(key_id)
         elif type_ == SecurityKeyAdded.type:
             raise MalformedInput(f"key_id is required to undo {SecurityKeyAdded.type}.", field="key_id")
         try:

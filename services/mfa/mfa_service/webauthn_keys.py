@@ -32,15 +32,17 @@ from webauthn.helpers.structs import (
 )
 
 from mfa_service import ceremony as cer
+from mfa_service.checks import Check
 from mfa_service.codes import CodeHasher
-from mfa_service.errors import Conflict, InvalidInput, NotFound
-from mfa_service.identity import Identity, require_recent_authentication
+from mfa_service.errors import Conflict, NotFound, field_error
+from mfa_service.principal import Identity, require_recent_authentication
 from mfa_service.profile_client import ProfileClient
 from mfa_service.repository import challenges as challenges_repo
 from mfa_service.repository import credentials as credentials_repo
 from mfa_service.repository import users as users_repo
 from mfa_service.repository.credentials import Credential, NewCredential
-from mfa_service.state import issue_codes, lock_user, two_factor_on, void_codes
+from mfa_service.repository.factors import lock_user, two_factor_on
+from mfa_service.state import issue_codes, void_codes
 
 log = structlog.get_logger("mfa.webauthn")
 NAME_MAX = 64
@@ -51,12 +53,12 @@ _BAD_RESPONSE = (WebAuthnException, cer.MalformedCredential, ValueError, TypeErr
 def clean_name(name: object) -> str:
     """A key name: 1–64 characters after trimming."""
     if not isinstance(name, str) or not name.strip():
-        raise InvalidInput("Enter a name for the key.", field="name")
+        raise field_error("name", "Enter a name for the key.")
     name = name.strip()
     if len(name) > NAME_MAX:
-        raise InvalidInput(f"The name can be at most {NAME_MAX} characters.", field="name")
+        raise field_error("name", f"The name can be at most {NAME_MAX} characters.")
     if not _printable(name):
-        raise InvalidInput("The name cannot contain control characters.", field="name")
+        raise field_error("name", "The name cannot contain control characters.")
     return name
 
 
@@ -115,18 +117,18 @@ class WebAuthnService:
         require_recent_authentication(identity, "add a security key")
         key_name = clean_name(name)
         if not isinstance(credential, dict):
-            raise InvalidInput("Send the credential the browser created.", field="credential")
+            raise field_error("credential", "Send the credential the browser created.")
         user_id = identity.user_id
         try:
             challenge = cer.challenge_of(credential)
             if not await challenges_repo.consume(self._pool, cer.challenge_hash(challenge), "registration", user_id):
-                raise InvalidInput("This registration expired or was already used; start again.", field="credential")
+                raise field_error("credential", "This registration expired or was already used; start again.")
             verified = verify_registration_response(
                 credential=credential, expected_challenge=challenge, expected_rp_id=self._rp.rp_id,
                 expected_origin=self._rp.origin)
         except _BAD_RESPONSE as exc:
             log.info("webauthn_registration_refused", user_id=user_id, reason=str(exc)[:200])
-            raise InvalidInput("The security key's response could not be verified.", field="credential") from None
+            raise field_error("credential", "The security key's response could not be verified.") from None
         new = NewCredential(
             user_id=user_id, credential_id=verified.credential_id, public_key=verified.credential_public_key,
             sign_count=verified.sign_count, transports=cer.transports_of(credential), aaguid=verified.aaguid,
@@ -187,17 +189,17 @@ class WebAuthnService:
             challenge_id = await self._new_challenge("authentication", user_id, options.challenge)
         return challenge_id, options_to_json_dict(options)
 
-    async def verify_assertion(self, challenge_id: uuid.UUID, user_id: str | None, credential: object) -> str | None:
-        """The user id the assertion proves, or None. With user_id None only a passkey with UV passes."""
+    async def verify_assertion(self, challenge_id: uuid.UUID, user_id: str | None, credential: object) -> Check:
+        """Whether the assertion passed, and whose key made it. With user_id None only a passkey with UV passes."""
         try:
-            owner = await self._verify(challenge_id, user_id, credential)
+            check = await self._verify(challenge_id, user_id, credential)
         except _BAD_RESPONSE as exc:
             log.info("webauthn_assertion_refused", user_id=user_id, reason=str(exc)[:200])
-            return None
-        log.info("webauthn_assertion_checked", user_id=user_id or owner, ok=owner is not None)
-        return owner
+            return Check.refused()
+        log.info("webauthn_assertion_checked", user_id=user_id or check.user_id, ok=check.ok)
+        return check
 
-    async def _verify(self, challenge_id: uuid.UUID, user_id: str | None, credential: object) -> str | None:
+    async def _verify(self, challenge_id: uuid.UUID, user_id: str | None, credential: object) -> Check:
         if not isinstance(credential, dict):
             raise cer.MalformedCredential("credential is not an object")
         challenge = cer.challenge_of(credential)
@@ -221,7 +223,8 @@ class WebAuthnService:
             credential=credential, expected_challenge=challenge, expected_rp_id=self._rp.rp_id,
             expected_origin=self._rp.origin, credential_public_key=key.public_key,
             credential_current_sign_count=key.sign_count, require_user_verification=user_id is None)
-        if not await credentials_repo.record_use(self._pool, key, verified.new_sign_count,
-                                                 verified.credential_backed_up):
+        remaining = await credentials_repo.record_use(self._pool, key, verified.new_sign_count,
+                                                      verified.credential_backed_up)
+        if remaining is None:
             raise cer.MalformedCredential("concurrent use of the credential")
-        return key.user_id
+        return Check.passed(key.user_id, remaining)

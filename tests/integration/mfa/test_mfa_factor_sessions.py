@@ -108,7 +108,7 @@ async def test_nothing_changes_while_profile_cannot_end_the_sessions(mfa: Mfa) -
     status, view = await mfa.call("GET", "/api/mfa", user)
     assert view["totp"]["enabled"] and len(view["security_keys"]) == 1
     assert (await mfa.internal("POST", "/internal/verify/totp", {"user_id": user, "code": next_code(secret)}))[1] == {
-        "ok": True}
+        "ok": True, "recovery_codes_remaining": 10}
 
 
 async def test_totp_beside_a_key_is_not_enabled_while_profile_is_down(mfa: Mfa) -> None:

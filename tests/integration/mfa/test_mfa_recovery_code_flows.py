@@ -8,6 +8,11 @@ import asyncio
 from tests.integration.mfa.conftest import PASSWORD, Mfa, new_user
 
 
+def refused(remaining: int) -> dict:
+    """A refused code's answer: `remaining` counts the codes either way; the newer field only after a success."""
+    return {"ok": False, "remaining": remaining, "recovery_codes_remaining": None}
+
+
 async def spend(mfa: Mfa, user: str, code: str) -> dict:
     status, body = await mfa.internal("POST", "/internal/verify/recovery-code", {"user_id": user, "code": code})
     assert status == 200
@@ -21,10 +26,11 @@ async def test_codes_are_single_use_in_any_format(mfa: Mfa) -> None:
     assert len(stored) == 10 and all(len(bytes(r["code_hash"])) == 32 for r in stored)
     variants = [codes[0], codes[1].upper(), codes[2].replace("-", ""), " " + codes[3].replace("-", " ").upper()]
     for remaining, code in enumerate(variants):
-        assert await spend(mfa, user, code) == {"ok": True, "remaining": 9 - remaining}
-    assert await spend(mfa, user, codes[0]) == {"ok": False, "remaining": 6}
-    assert await spend(mfa, user, "not-a-code") == {"ok": False, "remaining": 6}
-    assert await spend(mfa, new_user(), codes[4]) == {"ok": False, "remaining": 0}  # another user's code
+        assert await spend(mfa, user, code) == {"ok": True, "remaining": 9 - remaining,
+                                                "recovery_codes_remaining": 9 - remaining}
+    assert await spend(mfa, user, codes[0]) == refused(6)
+    assert await spend(mfa, user, "not-a-code") == refused(6)
+    assert await spend(mfa, new_user(), codes[4]) == refused(0)  # another user's code
     used = [data for kind, data in await mfa.events(user) if kind == "mfa.recovery_code_used"]
     assert used == [{"user_id": user, "remaining": r} for r in (9, 8, 7, 6)]
     _status, view = await mfa.call("GET", "/api/mfa", user)
@@ -50,12 +56,12 @@ async def test_regenerate_needs_two_factor_and_the_password(mfa: Mfa) -> None:
     assert status == 422 and body["errors"]["password"]
     status, body = await mfa.call("POST", "/api/mfa/recovery-codes/regenerate", user, {"password": PASSWORD})
     assert status == 200 and len(body["recovery_codes"]) == 10 and not set(body["recovery_codes"]) & set(old)
-    assert await spend(mfa, user, old[0]) == {"ok": False, "remaining": 10}
+    assert await spend(mfa, user, old[0]) == refused(10)
     assert (await mfa.events(user))[-1] == ("mfa.recovery_codes_regenerated", {"user_id": user, "count": 10})
     status, again = await mfa.call("POST", "/api/mfa/recovery-codes/regenerate", user, None, auth_age=900,
                                    reauth_age=30)
     assert status == 200
-    assert await spend(mfa, user, body["recovery_codes"][0]) == {"ok": False, "remaining": 10}
+    assert await spend(mfa, user, body["recovery_codes"][0]) == refused(10)
     assert (await spend(mfa, user, again["recovery_codes"][0]))["ok"]
 
 
@@ -68,5 +74,5 @@ async def test_admin_reset_removes_everything_with_one_event(mfa: Mfa) -> None:
     assert len(await mfa.events(user)) == 2
     status, factors = await mfa.internal("GET", f"/internal/users/{user}/factors")
     assert factors == {"two_factor_enabled": False, "second_factors": [], "recovery_codes_remaining": 0}
-    assert await spend(mfa, user, codes[0]) == {"ok": False, "remaining": 0}
+    assert await spend(mfa, user, codes[0]) == refused(0)
     assert (await mfa.internal("POST", f"/internal/users/{user}/reset", {}))[0] == 422

@@ -14,6 +14,8 @@ from portal_shared.events import Envelope, UserCreated, UserUpdated, encode
 
 from tests.integration.mfa.conftest import PASSWORD, Mfa, new_user, next_code, wait_for
 
+REFUSED = {"ok": False, "recovery_codes_remaining": None}  # a refused check counts no codes
+
 
 async def publish(mfa: Mfa, event: UserCreated | UserUpdated) -> None:
     connection = await aio_pika.connect(mfa.env["AMQP_URL"])
@@ -72,12 +74,12 @@ async def test_enable_sign_in_replay_and_disable(mfa: Mfa) -> None:
                        "recovery_codes_remaining": 10}
 
     # The code that enabled the app cannot sign in: its time step was used.
-    assert (await mfa.internal("POST", "/internal/verify/totp", {"user_id": user, "code": code}))[1] == {"ok": False}
+    assert (await mfa.internal("POST", "/internal/verify/totp", {"user_id": user, "code": code}))[1] == REFUSED
     later = next_code(setup["secret"])
-    assert (await mfa.internal("POST", "/internal/verify/totp", {"user_id": user, "code": later}))[1] == {"ok": True}
-    assert (await mfa.internal("POST", "/internal/verify/totp", {"user_id": user, "code": later}))[1] == {"ok": False}
-    assert (await mfa.internal("POST", "/internal/verify/totp", {"user_id": new_user(), "code": later}))[1] == \
-        {"ok": False}
+    assert (await mfa.internal("POST", "/internal/verify/totp", {"user_id": user, "code": later}))[1] == {
+        "ok": True, "recovery_codes_remaining": 10}
+    assert (await mfa.internal("POST", "/internal/verify/totp", {"user_id": user, "code": later}))[1] == REFUSED
+    assert (await mfa.internal("POST", "/internal/verify/totp", {"user_id": new_user(), "code": later}))[1] == REFUSED
 
     status, body = await mfa.call("POST", "/api/mfa/totp/disable", user, {"password": "wrong"})
     assert status == 422 and body["errors"]["password"]
@@ -94,7 +96,7 @@ async def test_enable_sign_in_replay_and_disable(mfa: Mfa) -> None:
                     "security_keys": [], "recovery_codes": None}
     assert await mfa.db.fetchval("SELECT count(*) FROM mfa.recovery_codes WHERE user_id = $1", user) == 0
     assert (await mfa.call("POST", "/api/mfa/totp/disable", user, {"password": PASSWORD}))[0] == 409
-    assert (await mfa.internal("POST", "/internal/verify/totp", {"user_id": user, "code": later}))[1] == {"ok": False}
+    assert (await mfa.internal("POST", "/internal/verify/totp", {"user_id": user, "code": later}))[1] == REFUSED
 
 
 async def test_two_factor_is_not_turned_on_while_profile_cannot_raise_its_latch(mfa: Mfa) -> None:
@@ -139,7 +141,8 @@ async def test_concurrent_submissions_of_one_code_succeed_once(mfa: Mfa) -> None
     code = next_code(secret)
     results = await asyncio.gather(*(
         mfa.internal("POST", "/internal/verify/totp", {"user_id": user, "code": code}) for _ in range(20)))
-    assert sorted(json.dumps(body) for _, body in results) == ['{"ok": false}'] * 19 + ['{"ok": true}']
+    assert sorted(json.dumps(body) for _, body in results) == [json.dumps(REFUSED)] * 19 + [
+        json.dumps({"ok": True, "recovery_codes_remaining": 10})]
 
 
 async def test_totp_added_beside_a_key_is_totp_enabled_without_codes(mfa: Mfa) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.mfa.conftest import Mfa, new_user
+from tests.integration.mfa.conftest import Mfa, new_user, next_code
 from tests.support.soft_authenticator import SoftAuthenticator, b64url
 
 
@@ -105,7 +105,7 @@ async def test_sign_in_checks(mfa: Mfa) -> None:
     assert (await register(mfa, bob, bob_key))[0] == 201
 
     result = await sign_in(mfa, alice, alice_key)
-    assert (result["ok"], result["user_id"]) == (True, alice)
+    assert (result["ok"], result["user_id"], result["recovery_codes_remaining"]) == (True, alice, 10)
     assert [c["id"] for c in result["_options"]["options"]["allowCredentials"]] == [b64url(alice_key.credential_id)]
     assert await mfa.db.fetchval("SELECT sign_count FROM mfa.webauthn_credentials WHERE credential_id = $1",
                                  alice_key.credential_id) == 1
@@ -115,12 +115,12 @@ async def test_sign_in_checks(mfa: Mfa) -> None:
     # Replayed response: the challenge is spent.
     status, replay = await mfa.internal("POST", "/internal/verify/webauthn", {
         "challenge_id": result["_options"]["challenge_id"], "user_id": alice, "credential": result["_credential"]})
-    assert replay == {"ok": False, "user_id": None}
+    assert replay == {"ok": False, "user_id": None, "recovery_codes_remaining": None}
     # Bob's key on Alice's sign-in (a valid signature by someone else's credential).
     status, body = await mfa.internal("POST", "/internal/webauthn/options", {"user_id": alice})
     status, result = await mfa.internal("POST", "/internal/verify/webauthn", {
         "challenge_id": body["challenge_id"], "user_id": alice, "credential": bob_key.get(body["options"])})
-    assert result == {"ok": False, "user_id": None}
+    assert result == {"ok": False, "user_id": None, "recovery_codes_remaining": None}
     # A userHandle that names someone else.
     assert not (await sign_in(mfa, alice, alice_key, user_handle=bob.encode()))["ok"]
     # Counter regression (a cloned authenticator): the stored count is 1 or more by now.
@@ -151,7 +151,7 @@ async def test_passkeys_sign_in_alone_other_keys_do_not(mfa: Mfa) -> None:
     assert [k["passkey"] for k in view["security_keys"]] == [True, False, False]
 
     result = await sign_in(mfa, None, passkey)
-    assert (result["ok"], result["user_id"]) == (True, user)
+    assert (result["ok"], result["user_id"], result["recovery_codes_remaining"]) == (True, user, 10)
     assert result["_options"]["options"]["userVerification"] == "required"
     assert result["_options"]["options"]["allowCredentials"] == []
     assert (await sign_in(mfa, None, passkey))["ok"]  # synced passkeys report 0 every time: accepted
@@ -197,3 +197,24 @@ async def test_rename_and_remove(mfa: Mfa) -> None:
                     "security_keys": [], "recovery_codes": None}
     assert [t for t, _ in await mfa.events(user)] == [
         "mfa.two_factor_enabled", "mfa.security_key_added", "mfa.security_key_removed", "mfa.two_factor_disabled"]
+
+
+async def test_every_check_answers_the_codes_left(mfa: Mfa) -> None:
+    """Each verification answer says how many recovery codes remain after it passed (issue #17 item 2),
+    so profile's sign-in needs no second call; the count is the one the factors call would give."""
+    user, key = new_user(), SoftAuthenticator()
+    status, body = await register(mfa, user, key)
+    assert status == 201
+    codes = body["recovery_codes"]
+    secret, _ = await mfa.enable_totp(user)  # beside the key: no new codes
+    for code in codes[:3]:
+        status, spent = await mfa.internal("POST", "/internal/verify/recovery-code", {"user_id": user, "code": code})
+        assert spent["ok"] is True
+    assert spent["recovery_codes_remaining"] == spent["remaining"] == 7
+
+    assert (await sign_in(mfa, user, key))["recovery_codes_remaining"] == 7
+    assert (await sign_in(mfa, None, key))["recovery_codes_remaining"] == 7  # a passkey names its owner's count
+    status, body = await mfa.internal("POST", "/internal/verify/totp", {"user_id": user, "code": next_code(secret)})
+    assert (status, body) == (200, {"ok": True, "recovery_codes_remaining": 7})
+    status, factors = await mfa.internal("GET", f"/internal/users/{user}/factors")
+    assert factors["recovery_codes_remaining"] == 7

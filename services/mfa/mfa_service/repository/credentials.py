@@ -56,7 +56,6 @@ SELECT id, user_id, credential_id, public_key, sign_count, transports, aaguid, b
        created_at, last_used_at
 FROM webauthn_credentials WHERE credential_id = $1
 """
-COUNT_FOR_USER = "SELECT count(*) FROM webauthn_credentials WHERE user_id = $1"
 RENAME = """
 UPDATE webauthn_credentials SET name = $3 WHERE id = $1 AND user_id = $2
 RETURNING id, user_id, credential_id, public_key, sign_count, transports, aaguid, backed_up, passkey, name,
@@ -69,11 +68,12 @@ RETURNING id, user_id, credential_id, public_key, sign_count, transports, aaguid
 """
 DELETE_ALL = "DELETE FROM webauthn_credentials WHERE user_id = $1"
 # Persist the authenticator's counter only if no concurrent assertion moved it meanwhile
-# (WebAuthn L2 §6.1.1: a counter that does not grow may mean a cloned authenticator).
+# (WebAuthn L2 §6.1.1: a counter that does not grow may mean a cloned authenticator). It also answers
+# the owner's unused recovery codes, which sign-in reports, in the same round trip.
 RECORD_USE = """
 UPDATE webauthn_credentials SET sign_count = $3, last_used_at = now(), backed_up = $4
 WHERE id = $1 AND sign_count = $2
-RETURNING 1
+RETURNING (SELECT count(*) FROM recovery_codes r WHERE r.user_id = webauthn_credentials.user_id AND r.used_at IS NULL)
 """
 
 
@@ -103,10 +103,6 @@ async def by_credential_id(conn: asyncpg.Connection | asyncpg.Pool, credential_i
     return _credential(record) if record else None
 
 
-async def count_for_user(conn: asyncpg.Connection, user_id: str) -> int:
-    return int(await conn.fetchval(COUNT_FOR_USER, user_id))
-
-
 async def rename(conn: asyncpg.Connection | asyncpg.Pool, key_id: uuid.UUID, user_id: str,
                  name: str) -> Credential | None:
     record = await conn.fetchrow(RENAME, key_id, user_id, name)
@@ -123,5 +119,7 @@ async def delete_all(conn: asyncpg.Connection, user_id: str) -> None:
 
 
 async def record_use(conn: asyncpg.Connection | asyncpg.Pool, credential: Credential, new_sign_count: int,
-                     backed_up: bool) -> bool:
-    return bool(await conn.fetchval(RECORD_USE, credential.id, credential.sign_count, new_sign_count, backed_up))
+                     backed_up: bool) -> int | None:
+    """None when a concurrent use moved the counter first; else the owner's unused recovery codes."""
+    remaining = await conn.fetchval(RECORD_USE, credential.id, credential.sign_count, new_sign_count, backed_up)
+    return None if remaining is None else int(remaining)

@@ -15,7 +15,6 @@ WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL
 RETURNING 1
 """
 REMAINING = "SELECT count(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL"
-EXISTS = "SELECT EXISTS (SELECT 1 FROM recovery_codes WHERE user_id = $1)"
 DELETE_CREATED_UNTIL = "DELETE FROM recovery_codes WHERE user_id = $1 AND created_at <= $2"
 
 
@@ -34,10 +33,6 @@ async def spend(conn: asyncpg.Connection, user_id: str, code_hash: bytes) -> boo
 
 async def remaining(conn: asyncpg.Connection | asyncpg.Pool, user_id: str) -> int:
     return int(await conn.fetchval(REMAINING, user_id))
-
-
-async def exist(conn: asyncpg.Connection | asyncpg.Pool, user_id: str) -> bool:
-    return bool(await conn.fetchval(EXISTS, user_id))
 
 
 async def delete_created_until(conn: asyncpg.Connection, user_id: str, until: datetime) -> int:

@@ -38,11 +38,12 @@ WHERE user_id = $1 AND enabled_at IS NULL AND pending_until > now() AND last_use
 RETURNING enabled_at
 """
 # The replay guard (RFC 6238 §5.2): accept a step only if it is later than the last accepted one. The
-# conditional UPDATE is atomic, so of concurrent submissions of one code exactly one matches a row.
+# conditional UPDATE is atomic, so of concurrent submissions of one code exactly one matches a row. It
+# also answers the user's unused recovery codes, which sign-in reports, in the same round trip.
 ACCEPT_STEP = """
 UPDATE totp_secrets SET last_used_step = $2
 WHERE user_id = $1 AND enabled_at IS NOT NULL AND last_used_step < $2
-RETURNING 1
+RETURNING (SELECT count(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL)
 """
 DELETE_ENABLED = "DELETE FROM totp_secrets WHERE user_id = $1 AND enabled_at IS NOT NULL RETURNING 1"
 DELETE_ALL = "DELETE FROM totp_secrets WHERE user_id = $1"
@@ -71,8 +72,10 @@ async def enable(conn: asyncpg.Connection, user_id: str, step: int) -> datetime 
     return await conn.fetchval(ENABLE, user_id, step)
 
 
-async def accept_step(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, step: int) -> bool:
-    return bool(await conn.fetchval(ACCEPT_STEP, user_id, step))
+async def accept_step(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, step: int) -> int | None:
+    """None when the step is refused (replayed, or no enabled app); else the user's unused recovery codes."""
+    remaining = await conn.fetchval(ACCEPT_STEP, user_id, step)
+    return None if remaining is None else int(remaining)
 
 
 async def delete_enabled(conn: asyncpg.Connection, user_id: str) -> bool:

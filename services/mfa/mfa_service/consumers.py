@@ -1,4 +1,4 @@
-"""Consumes profile.user_created / profile.user_updated into mfa's user projection (email, name)."""
+"""Event consumers: profile.user_created / profile.user_updated into mfa's user projection (email, name)."""
 
 from __future__ import annotations
 
