@@ -143,3 +143,9 @@ def submit_email_then_password(page: Page, base_url: str, email: str, password: 
     password_input.wait_for(state="visible")
     password_input.fill(password)
     page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+def assert_fits_phone(page: Page) -> None:
+    """At a phone's width (PHONE), the page needs no horizontal scrolling."""
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "horizontal scroll on a phone"

@@ -220,3 +220,17 @@ def check(page: Page, name: str) -> None:
     """One page state: a screenshot and an axe-core scan (no serious or critical finding)."""
     screenshot(page, f"real-{name}")
     assert_accessible(page)
+
+
+def start_viewing(page: Page, user_id: str, reason: str) -> None:
+    """The signed-in MSP admin of `page` starts viewing an account with the page's own session (as the
+    admin console does): POST /api/admin/users/{id}/impersonate with the page's CSRF token."""
+    status = page.evaluate(
+        """async ([id, reason]) => {
+            const csrf = document.cookie.split('; ').find((c) => c.startsWith('portal_csrf=')).split('=')[1];
+            const r = await fetch(`/api/admin/users/${id}/impersonate`, {method: 'POST',
+                headers: {'Content-Type': 'application/json', 'X-CSRF-Token': decodeURIComponent(csrf)},
+                body: JSON.stringify({reason})});
+            return r.status;
+        }""", [user_id, reason])
+    assert status == 200, status

@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 from portal_shared.events import ALL_EVENTS
 from profile_service.activity import NOT_ACTIVITY
 
-from tests.browser.helpers import PHONE, PageWatch, submit_email_then_password, wait_ready
+from tests.browser.helpers import PageWatch, assert_fits_phone, submit_email_then_password, wait_ready
 from tests.browser.real_stack import ADMIN, Real, User, check
 from tests.support.portal_client import Portal
 from tests.support.stack import DEMO_PASSWORD
@@ -161,8 +161,7 @@ def test_recent_activity_after_real_actions(page: Page, page_watch: PageWatch, r
     expect(page.locator("#activity-empty")).to_be_hidden()
     expect(page.get_by_role("button", name="Show more")).to_be_hidden()
     check(page, "security-activity")
-    page.set_viewport_size(PHONE)
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "horizontal scroll on a phone"
+    assert_fits_phone(page)
 
     # Change the password on the page: its entry comes on top once the event has been recorded.
     page.get_by_role("button", name="change your password").click()

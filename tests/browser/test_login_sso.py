@@ -16,9 +16,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.helpers import (
-    PHONE,
     PageWatch,
     add_virtual_authenticator,
+    assert_fits_phone,
     screenshot,
     submit_email_then_password,
     wait_ready,
@@ -85,8 +85,7 @@ def test_a_password_domain_offers_the_password_and_a_different_email_goes_back(
     expect(page.get_by_role("button", name="Sign in with a passkey")).to_be_hidden()  # first step only
     expect(page.get_by_label("Email")).to_have_attribute("readonly", "")
     check(page, "login-password-step")
-    page.set_viewport_size(PHONE)
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "horizontal scroll on a phone"
+    assert_fits_phone(page)
     screenshot(page, "real-login-password-step-phone")
 
     page.get_by_role("button", name="Use a different email").click()
@@ -127,8 +126,7 @@ def test_both_methods_then_single_sign_on_signs_in(page: Page, page_watch: PageW
     expect(dialog.get_by_label("Password")).to_be_visible()
     expect(dialog.get_by_role("button", name="Continue with your company")).to_be_visible()
     check(page, "reauth-password-or-sso")
-    page.set_viewport_size(PHONE)
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "horizontal scroll on a phone"
+    assert_fits_phone(page)
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()
     expect(page.get_by_role("button", name="Enable")).to_be_focused()
@@ -145,8 +143,7 @@ def test_an_sso_only_account_sets_a_password_by_email_and_confirms_with_its_comp
     expect(page.get_by_label("Password", exact=True)).to_be_hidden()
     expect(page.get_by_role("button", name="Sign in", exact=True)).to_be_hidden()
     check(page, "login-sso-only")
-    page.set_viewport_size(PHONE)
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "horizontal scroll on a phone"
+    assert_fits_phone(page)
     screenshot(page, "real-login-sso-only-phone")
 
     next_sign_in_is(idp, invited["email"])

@@ -14,16 +14,16 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.helpers import (
-    PHONE,
     PageWatch,
     add_virtual_authenticator,
     assert_accessible,
+    assert_fits_phone,
     screenshot,
     submit_email_then_password,
     virtual_credentials,
     wait_ready,
 )
-from tests.browser.real_stack import ADMIN, Real, User
+from tests.browser.real_stack import ADMIN, Real, User, start_viewing
 from tests.support.portal_client import Portal
 from tests.support.stack import DEMO_PASSWORD
 
@@ -65,8 +65,7 @@ def test_public_page(page: Page, page_watch: PageWatch, real: Real, name: str) -
     assert page.locator('link[rel="icon"]').get_attribute("href").endswith("/img/favicon.svg")
     screenshot(page, name)
     assert_accessible(page)
-    page.set_viewport_size(PHONE)
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "horizontal scroll on a phone"
+    assert_fits_phone(page)
     screenshot(page, f"{name}-phone")
     page_watch.assert_clean()
 
@@ -110,8 +109,7 @@ def test_profile_page_with_everything_on(page: Page, page_watch: PageWatch, real
     expect(page.get_by_role("button", name="Remove YubiKey 5")).to_be_visible()
     screenshot(page, "profile-security")
     assert_accessible(page)
-    page.set_viewport_size(PHONE)
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "horizontal scroll on a phone"
+    assert_fits_phone(page)
     screenshot(page, "profile-security-phone")
     page_watch.assert_clean()
 
@@ -122,15 +120,7 @@ def test_title_and_mobile_only_when_set_and_the_admin_notice(page: Page, page_wa
     page.wait_for_url(re.compile(r"/portal/profile"))
     wait_ready(page)
     # The admin starts viewing with this browser's session, as the admin console does.
-    status = page.evaluate(
-        """async ([id]) => {
-            const csrf = document.cookie.split('; ').find((c) => c.startsWith('portal_csrf=')).split('=')[1];
-            const r = await fetch(`/api/admin/users/${id}/impersonate`, {method: 'POST',
-                headers: {'Content-Type': 'application/json', 'X-CSRF-Token': decodeURIComponent(csrf)},
-                body: JSON.stringify({reason: 'Ticket 4711: checking the account details'})});
-            return r.status;
-        }""", [user.id])
-    assert status == 200
+    start_viewing(page, user.id, "Ticket 4711: checking the account details")
     page.goto(real.url("/portal/profile"))
     wait_ready(page)
     info = page.locator("#account-info")

@@ -23,7 +23,15 @@ from tests.browser.helpers import (
     virtual_credentials,
     wait_ready,
 )
-from tests.browser.real_stack import ADMIN, PASSWORD, ApiRunner, Real, User, check  # noqa: F401 (re-exported)
+from tests.browser.real_stack import (  # noqa: F401 (ApiRunner, PASSWORD: re-exported)
+    ADMIN,
+    PASSWORD,
+    ApiRunner,
+    Real,
+    User,
+    check,
+    start_viewing,
+)
 from tests.support.portal_client import link_token
 from tests.support.stack import DEMO_PASSWORD
 
@@ -427,15 +435,7 @@ def test_msp_admin_impersonates_and_the_notice_shows(page: Page, page_watch: Pag
     on_profile(page)
     expect(page.locator("#impersonation-notice")).to_be_hidden()
     # Start viewing through the API, with this browser's session (as an admin console would).
-    status = page.evaluate(
-        """async ([id]) => {
-            const csrf = document.cookie.split('; ').find((c) => c.startsWith('portal_csrf=')).split('=')[1];
-            const r = await fetch(`/api/admin/users/${id}/impersonate`, {method: 'POST',
-                headers: {'Content-Type': 'application/json', 'X-CSRF-Token': decodeURIComponent(csrf)},
-                body: JSON.stringify({reason: 'Ticket 4711: phone number missing'})});
-            return r.status;
-        }""", [user.id])
-    assert status == 200
+    start_viewing(page, user.id, "Ticket 4711: phone number missing")
     page.goto(real.url("/portal/profile"))
     wait_ready(page)
     expect(page.get_by_role("heading", level=1)).to_have_text(user.name)
