@@ -3,7 +3,7 @@
 It describes what the service really answers, errors included: every error is RFC 9457 problem+json
 (the Problem schema), 401 without a valid identity, 403 for changes while impersonating, 400/413/415
 for a body that is not a JSON object / too large / not JSON, 503 (with Retry-After) while Postgres or
-profile cannot answer. tests/integration/mfa/test_fuzz.py holds the service to it with schemathesis.
+profile cannot answer. tests/integration/mfa/test_mfa_fuzz.py holds the service to it with schemathesis.
 """
 
 from __future__ import annotations
