@@ -1,14 +1,29 @@
-"""RabbitMQ topology and connections: one topic exchange, a quorum queue per consuming service, dead letters."""
+"""RabbitMQ topology and connections: one topic exchange, a quorum queue per consuming service, dead letters.
+
+`AMQP_URL` may name one broker or a cluster: a comma-separated list of amqp(s) URLs, one per node
+(`amqp://u:p@rabbit-0:5672/vh,amqp://u:p@rabbit-1:5672/vh`; a comma inside a password is written `%2C`).
+A connection goes to the first node that answers and, when that node is lost, the robust reconnect
+moves on to the next one in turn.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue, AbstractRobustConnection
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from yarl import URL
 
 EVENTS_EXCHANGE = "portal.events"
 DEAD_LETTER_EXCHANGE = "portal.dead-letter"
 # RabbitMQ 3.10 quorum queues have no default delivery limit; without one a poison message loops forever.
 DEFAULT_DELIVERY_LIMIT = 5
+# Replicas: no `x-quorum-initial-group-size`. RabbitMQ's default (quorum_cluster_size, 3) already gives
+# each quorum queue min(3, cluster nodes) members (seen with 3.10: 3 members on 3 nodes), so a queue
+# survives the loss of any one node of a 3-node cluster. Declaring the argument now would fail on every
+# queue that exists without it (PRECONDITION_FAILED "inequivalent arg"), i.e. on every deployment so far.
 
 
 def queue_name(service: str) -> str:
@@ -35,13 +50,78 @@ def service_queue_arguments(service: str, *, delivery_limit: int) -> dict[str, o
     }
 
 
+def broker_urls(amqp_url: str) -> list[str]:
+    """The node URLs of `AMQP_URL` (one URL, or several separated by commas), in order.
+
+    Raises:
+        ValueError: no URL at all, or one that is not amqp:// or amqps://.
+    """
+    urls = [part.strip() for part in amqp_url.split(",") if part.strip()]
+    if not urls:
+        raise ValueError("AMQP_URL names no broker")
+    for url in urls:
+        if URL(url).scheme not in {"amqp", "amqps"}:
+            raise ValueError(f"AMQP_URL entries must be amqp:// or amqps:// URLs, got scheme {URL(url).scheme!r}")
+    return urls
+
+
+class FailoverConnection(aio_pika.RobustConnection):
+    """A robust connection over several nodes of one cluster: after a lost connection or a failed
+    attempt, the next attempt goes to the next node.
+
+    aio-pika reconnects to `self.url` only; its reconnect loop calls `_on_connection_close` both when an
+    open connection drops and when an attempt fails, so that is where we move to the next node. The
+    channels, queues and consumers it restores are the cluster's (quorum queues live on every member), so
+    the next node serves them as well.
+    """
+
+    def __init__(self, url: URL, *args: Any, nodes: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(url, *args, **kwargs)
+        self._nodes = [URL(n) for n in nodes] or [URL(url)]
+        self._node = 0
+
+    async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
+        if len(self._nodes) > 1:
+            self._node = (self._node + 1) % len(self._nodes)
+            self.url = self._nodes[self._node]
+        await super()._on_connection_close(closing)
+
+
 async def connect(amqp_url: str, *, name: str, reconnect_interval: float = 2.0) -> AbstractRobustConnection:
     """A robust connection: it reconnects and re-declares its channels, queues and consumers by itself.
 
+    With several nodes in `amqp_url`, the first connection tries each in turn (a dead first node must not
+    keep a service from starting), and later reconnects go round them (FailoverConnection).
     Heartbeats (30 s) detect a dead peer that TCP alone would not notice for minutes.
+
+    Raises:
+        ValueError: `amqp_url` is malformed.
+        aio_pika's connection errors (OSError, AMQPConnectionError, TimeoutError): no node answered.
     """
-    return await aio_pika.connect_robust(amqp_url, client_properties={"connection_name": name},
-                                         heartbeat=30, timeout=10, reconnect_interval=reconnect_interval)
+    urls = broker_urls(amqp_url)
+    last_error: BaseException | None = None
+    for first in range(len(urls)):
+        order = tuple(urls[first:] + urls[:first])
+        try:
+            return await aio_pika.connect_robust(
+                order[0], client_properties={"connection_name": name}, heartbeat=30, timeout=10,
+                reconnect_interval=reconnect_interval, connection_class=FailoverConnection, nodes=order)
+        except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
+            last_error = exc
+    assert last_error is not None
+    raise last_error
+
+
+async def connect_once(amqp_url: str, *, connect_seconds: float = 10) -> AbstractConnection:
+    """A plain (not robust) connection to the first node of `amqp_url` that answers: for tools."""
+    last_error: BaseException | None = None
+    for url in broker_urls(amqp_url):
+        try:
+            return await aio_pika.connect(url, timeout=connect_seconds)
+        except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
+            last_error = exc
+    assert last_error is not None
+    raise last_error
 
 
 async def declare_exchange(channel: AbstractChannel) -> AbstractExchange:

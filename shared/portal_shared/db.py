@@ -1,8 +1,18 @@
-"""The asyncpg pool: one per service, its search_path fixed to the service's own schema."""
+"""The asyncpg pool: one per service, its search_path fixed to the service's own schema.
+
+`DATABASE_URL` may name several hosts (`postgresql://u:p@db-1:5432,db-2:5432/portal`): asyncpg tries them
+in order and, with `target_session_attrs=read-write` (the default here when several hosts are named, since
+every pool writes), keeps the one that is the primary. After a failover, a new connection finds the
+promoted standby by itself; connections to the lost primary fail once (a 503 for that request) and are
+replaced.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -20,9 +30,44 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     the database calls of a GET /api/profile."""
 
 
+class NoPrimaryError(ConnectionError):
+    """Every host of a multi-host DSN answered, but none is a primary (a failover in progress).
+
+    A ConnectionError (so an OSError), like a refused connection: the web layer answers 503 and the
+    consumers and start-up wait, where asyncpg's own TargetServerAttributeNotMatched would be a 500."""
+
+
+def session_attrs(dsn: str) -> str | None:
+    """`read-write` for a DSN naming several hosts without its own choice (nor PGTARGETSESSIONATTRS), else
+    None (asyncpg's default, `any`): a pool on a standby would fail every write."""
+    parts = urlsplit(dsn)
+    if "," not in parts.netloc.rpartition("@")[2] and "," not in ",".join(parse_qs(parts.query).get("host", [])):
+        return None
+    if "target_session_attrs" in parse_qs(parts.query) or os.environ.get("PGTARGETSESSIONATTRS"):
+        return None
+    return "read-write"
+
+
+async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
+    """asyncpg.connect on `dsn`, multi-host aware (see the module docstring).
+
+    Raises:
+        NoPrimaryError: several hosts answered and none of them is a primary.
+        OSError, asyncpg errors: as asyncpg.connect.
+    """
+    attrs = session_attrs(dsn)
+    if attrs is not None:
+        kwargs.setdefault("target_session_attrs", attrs)
+    try:
+        return await asyncpg.connect(dsn, **kwargs)
+    except asyncpg.exceptions.TargetServerAttributeNotMatched as exc:
+        raise NoPrimaryError(str(exc)) from exc
+
+
 async def create_pool(dsn: str, *, schema: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
+        connect=connect,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
