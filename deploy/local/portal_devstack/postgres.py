@@ -11,7 +11,7 @@ import os
 import secrets
 import signal
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from portal_devstack.process import Child, StartError, require_free_port, spawn, tcp_open, wait_until
@@ -37,6 +37,8 @@ class LocalPostgres:
     log_path: Path
     fast: bool = False  # fsync off: for throwaway test clusters only
     child: Child | None = None
+    # More `-c name=value` server settings (replication: see postgres_standby.py).
+    extra_settings: list[str] = field(default_factory=list)
 
     @property
     def password_file(self) -> Path:
@@ -67,6 +69,8 @@ class LocalPostgres:
                     "-c", "unix_socket_directories=", "-c", "max_connections=200"]
         if self.fast:
             settings += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        for setting in self.extra_settings:
+            settings += ["-c", setting]
         self.child = spawn("postgres", _as_unprivileged([str(postgres_bindir() / "postgres"), "-D",
                                                           str(self.data_dir), *settings]),
                            log_path=self.log_path, stop_signal=signal.SIGINT)
@@ -83,3 +87,8 @@ class LocalPostgres:
     def stop(self) -> None:
         if self.child:
             self.child.stop()
+
+    def kill(self) -> None:
+        """SIGKILL the server and its backends (its own process group): a crash, nothing flushed."""
+        if self.child and self.child.running():
+            self.child.kill()

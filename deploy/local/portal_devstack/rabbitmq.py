@@ -26,6 +26,10 @@ class LocalRabbitMQ:
     log_path: Path
     node_name: str = "portal@localhost"
     management_port: int | None = None  # the management plugin: HTTP API and UI
+    # Cluster members (rabbitmq_cluster.py) share one Erlang cookie and one epmd, which only the
+    # cluster stops: stopping one node must not take the others' name registry with it.
+    cookie: str | None = field(default=None, repr=False)
+    owns_epmd: bool = True
     child: Child | None = field(default=None, repr=False)
 
     @property
@@ -37,6 +41,10 @@ class LocalRabbitMQ:
         (self.base_dir / "log").mkdir(exist_ok=True)
         plugins = self.base_dir / "enabled_plugins"
         plugins.write_text("[rabbitmq_management].\n" if self.management_port else "[].\n")
+        cookie_file = self.base_dir / ".erlang.cookie"
+        if self.cookie is not None and not cookie_file.exists():
+            cookie_file.write_text(self.cookie)
+            cookie_file.chmod(0o400)  # Erlang refuses a cookie file others can read
         return {
             "HOME": str(self.base_dir),  # the Erlang cookie lives here, shared by server and rabbitmqctl
             "RABBITMQ_MNESIA_BASE": str(self.base_dir / "mnesia"),
@@ -80,6 +88,14 @@ class LocalRabbitMQ:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
             response.read()
 
+    def management_get(self, path: str) -> object:
+        """GET from the management HTTP API; the decoded JSON."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.management_port}/api/{path}",
+            headers={"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
+            return json.loads(response.read())
+
     def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         # Its own session, like the components: `rabbitmqctl stop` runs while `make up` stops, and a
         # second Ctrl-C (SIGINT to make up's whole process group) must not kill it halfway.
@@ -91,6 +107,15 @@ class LocalRabbitMQ:
         if self.child and self.child.running():
             self.ctl("stop")
             self.child.stop(timeout=30)
+        if self.owns_epmd:
+            self.stop_epmd()
+
+    def kill(self) -> None:
+        """SIGKILL the node (a crash): no clean leave, the cluster sees it vanish."""
+        if self.child and self.child.running():
+            self.child.kill()
+
+    def stop_epmd(self) -> None:
         # epmd is started as a daemon by the node; stop ours so nothing is left behind.
         with contextlib.suppress(Exception):
             subprocess.run(["epmd", "-kill"], env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)},

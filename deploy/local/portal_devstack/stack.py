@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from portal_shared.db_bootstrap import bootstrap
 
 from portal_devstack.postgres import LocalPostgres
+from portal_devstack.postgres_standby import SYNCHRONOUS_PRIMARY, LocalStandby, multi_host_dsn
 from portal_devstack.process import (
     Child,
     StartError,
@@ -33,6 +34,7 @@ from portal_devstack.process import (
     wait_until,
 )
 from portal_devstack.rabbitmq import LocalRabbitMQ
+from portal_devstack.rabbitmq_cluster import LocalRabbitCluster
 from portal_devstack.state import DATABASE, StackState, write_state
 
 T = TypeVar("T")
@@ -56,6 +58,8 @@ class Ports:
     # e.g. {"profile": [8111]}; the first replica is always on the port above. Missing ones are chosen
     # free at start and recorded here (so a restart with the same Ports reuses them).
     replicas: dict[str, list[int]] = field(default_factory=dict)
+    # The Postgres standby's port when LocalStack.postgres_standby (0: chosen free at start).
+    postgres_standby: int = 0
 
 
 @dataclass
@@ -77,6 +81,15 @@ class LocalStack:
     # balances the HTTP services over them. Replica 1 is "<name> service" on Ports.<name> with log
     # log/<name>.log; replica k > 1 is "<name>#k service" on Ports.replicas[name][k-2], log/<name>-k.log.
     replicas: int = 1
+    # High availability (the HA tests and `make faults`; `make up` keeps one of each): RabbitMQ as a
+    # cluster of this many nodes (node 1 on Ports.amqp*, `rabbitmq` is node 1, `rabbit_cluster` all of
+    # them; the services get every node in AMQP_URL), and a synchronous Postgres standby (`standby`;
+    # the services get a multi-host DATABASE_URL with target_session_attrs=read-write).
+    rabbitmq_nodes: int = 1
+    postgres_standby: bool = False
+    rabbit_cluster: LocalRabbitCluster | None = None
+    standby: LocalStandby | None = None
+    database_urls: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -130,19 +143,38 @@ class LocalStack:
                 require_free_port(_child_name(name, k), port)
         require_free_port("gateway (nginx)", self.ports.gateway)
 
-        self.postgres = LocalPostgres(self.var / "postgres" / "data", self.ports.postgres, logs / "postgres.log")
+        self.postgres = LocalPostgres(self.var / "postgres" / "data", self.ports.postgres, logs / "postgres.log",
+                                      extra_settings=list(SYNCHRONOUS_PRIMARY) if self.postgres_standby else [])
         self.postgres.start()
         self.children.append(self.postgres.child)  # type: ignore[arg-type]
+        if self.postgres_standby:  # before any commit: with synchronous replication, commits wait for it
+            self.ports.postgres_standby = self.ports.postgres_standby or free_port()
+            self.standby = LocalStandby.create(self.postgres, self.var / "postgres-standby" / "data",
+                                               self.ports.postgres_standby, logs / "postgres-standby.log")
+            self.standby.start()
+            self.children.append(self.standby.server.child)  # type: ignore[arg-type]
         urls = _run_sync(bootstrap(self.postgres.admin_dsn, database=DATABASE, passwords={
             s: values[f"{s.upper()}_DB_PASSWORD"] for s in SERVICES}))
+        if self.standby is not None:
+            urls = {s: multi_host_dsn(url, [self.ports.postgres, self.ports.postgres_standby])
+                    for s, url in urls.items()}
+        self.database_urls = urls
         # For tools run beside the stack (`uv run portal-admin`), which find its database from var/.
         write_state(self.var, StackState(postgres_port=self.ports.postgres, base_url=self.base_url,
                                          mfa_url=f"http://127.0.0.1:{self.ports.mfa}"))
 
-        self.rabbitmq = LocalRabbitMQ(self.var / "rabbitmq", self.ports.amqp, self.ports.amqp_dist,
-                                      self.ports.epmd, logs / "rabbitmq.log",
-                                      management_port=self.ports.amqp_management)
-        self.rabbitmq.start()
+        if self.rabbitmq_nodes > 1:
+            self.rabbit_cluster = LocalRabbitCluster.create(
+                self.var / "rabbitmq-cluster", logs, size=self.rabbitmq_nodes, epmd_port=self.ports.epmd,
+                first_ports=(self.ports.amqp, self.ports.amqp_dist, self.ports.amqp_management))
+            self.rabbit_cluster.start()
+            self.rabbitmq = self.rabbit_cluster.nodes[0]
+        else:
+            self.rabbitmq = LocalRabbitMQ(self.var / "rabbitmq", self.ports.amqp, self.ports.amqp_dist,
+                                          self.ports.epmd, logs / "rabbitmq.log",
+                                          management_port=self.ports.amqp_management)
+            self.rabbitmq.start()
+        amqp_url = self.rabbit_cluster.amqp_url if self.rabbit_cluster else self.rabbitmq.amqp_url
 
         smtp_host, smtp_port = self.smtp_host or "127.0.0.1", self.ports.smtp
         if self.smtp_host is None:
@@ -153,7 +185,7 @@ class LocalStack:
             wait_until(sink, lambda: tcp_open(smtp_port), timeout=20, what=f"SMTP port {smtp_port}")
 
         self.env = {
-            "AMQP_URL": self.rabbitmq.amqp_url,
+            "AMQP_URL": amqp_url,
             "PORTAL_BASE_URL": self.base_url,
             "WEBAUTHN_RP_ID": "localhost",
             "LOG_FORMAT": self.log_format,
@@ -221,10 +253,14 @@ class LocalStack:
         for child in reversed(self.children):
             if child.name.endswith("service") or child.name == "mail sink":
                 child.stop()
-        if self.rabbitmq:
+        if self.rabbit_cluster:
+            self.rabbit_cluster.stop()
+        elif self.rabbitmq:
             self.rabbitmq.stop()
         if self.postgres:
             self.postgres.stop()
+        if self.standby:
+            self.standby.stop()
 
 
 def _child_name(service: str, replica: int) -> str:
