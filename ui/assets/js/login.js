@@ -25,8 +25,19 @@ const emailInput = $("#login-email");
 /** The methods offered for the address typed (null on the email step). */
 let methods = null;
 
+/**
+ * Where to go once signed in: the page that sent the browser here (`?next=`, set by the gateway for a
+ * page that needs a session) when it is one of the portal's own paths, else the Profile page. Anything
+ * else (another site, "//host", a backslash trick) is ignored: no open redirect.
+ */
+function afterSignIn() {
+  const next = new URLSearchParams(window.location.search).get("next") || "";
+  const own = next.startsWith("/portal/") && !next.includes("\\") && !next.includes("//");
+  return own ? next : PROFILE;
+}
+
 function goToProfile() {
-  window.location.assign(PROFILE);
+  window.location.assign(afterSignIn());
 }
 
 function finish(result, usedRecoveryCode = false) {

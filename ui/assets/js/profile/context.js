@@ -14,8 +14,10 @@ export const user = () => (state.session && state.session.user) || {};
 /** False only when the server says so: an account without a password signs in with single sign-on. */
 export const hasPassword = () => user().has_password !== false;
 
+/** To the sign-in page, which brings the browser back here (this tab included) once signed in. */
 export function toLogin() {
-  window.location.replace(LOGIN);
+  const here = window.location.pathname + window.location.search;
+  window.location.replace(`${LOGIN}?next=${encodeURIComponent(here)}`);
 }
 
 /** Any 401 means the session ended: go back to sign in. Returns true when it handled the error. */
