@@ -101,6 +101,7 @@ def test_profile_page_with_everything_on(page: Page, page_watch: PageWatch, real
     security = page.locator("#panel-security")
     expect(security).to_be_visible()
     expect(page.locator("#sessions-list")).to_contain_text("This device")
+    expect(page.locator("#sessions-list")).to_contain_text("With password")  # how the session signed in
     text = security.inner_text()
     for word in ["Password", "Change Password", "Two-Factor Authentication", "Authenticator App", "Enabled",
                  "Disable", "Security Keys & Passkeys", "Add Key", "YubiKey 5", "Recovery Codes",

@@ -5,9 +5,21 @@ import { $, clear, h, say, show, timeEl } from "../dom.js";
 import { describeAgent } from "./agent.js";
 import { pageError } from "./context.js";
 
+// How a session signed in (GET /api/auth/sessions `method`: the first step, then "+" the second factor).
+const FIRST_STEPS = { password: "password", passkey: "a passkey", sso: "single sign-on" };
+const SECOND_STEPS = { totp: "authenticator app", webauthn: "security key", recovery_code: "recovery code" };
+
+export function describeMethod(method) {
+  const [first, second] = String(method || "").split("+");
+  if (!FIRST_STEPS[first]) return null;
+  return SECOND_STEPS[second] ? `With ${FIRST_STEPS[first]} and ${SECOND_STEPS[second]}` : `With ${FIRST_STEPS[first]}`;
+}
+
 function sessionItem(session) {
   const label = describeAgent(session.user_agent);
   const meta = [h("span", {}, "Signed in ", timeEl(session.created_at, true))];
+  const how = describeMethod(session.method);
+  if (how) meta.push(h("span", {}, how));
   if (session.last_seen_at) meta.push(h("span", {}, "Last active ", timeEl(session.last_seen_at, true)));
   if (session.ip) meta.push(h("span", {}, `IP ${session.ip}`));
   let action = null;
