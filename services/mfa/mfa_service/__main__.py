@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
-from portal_shared.config import SettingsError
-from portal_shared.logging import configure_logging
-from portal_shared.runtime import serve
+from portal_shared.service_main import serve_service
 
 from mfa_service.app import create_app
 from mfa_service.config import Settings
 
 
 def main() -> None:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        sys.exit(f"mfa-service: {exc}")
-    configure_logging(service="mfa", level=settings.common.log_level, fmt=settings.common.log_format)
-
-    async def factory():  # type: ignore[no-untyped-def]
-        return create_app(settings)
-
-    serve(factory, host=settings.common.http_host, port=settings.common.http_port)
+    serve_service("mfa", Settings.from_env, create_app)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from aiohttp import web
-from portal_shared.config import SettingsError
-from portal_shared.logging import configure_logging
-from portal_shared.runtime import serve
+from portal_shared.service_main import serve_service
 
 from notifier_service.app import create_app
 from notifier_service.config import Settings
@@ -18,16 +15,7 @@ def main() -> None:
         from notifier_service import cli
 
         sys.exit(cli.main(sys.argv[1:]))
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        sys.exit(f"notifier-service: {exc}")
-    configure_logging(service="notifier", level=settings.common.log_level, fmt=settings.common.log_format)
-
-    async def factory() -> web.Application:
-        return create_app(settings)
-
-    serve(factory, host=settings.common.http_host, port=settings.common.http_port)
+    serve_service("notifier", Settings.from_env, create_app)
 
 
 if __name__ == "__main__":

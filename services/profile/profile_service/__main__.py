@@ -6,10 +6,7 @@ import asyncio
 import os
 import sys
 
-from aiohttp import web
-from portal_shared.config import SettingsError
-from portal_shared.logging import configure_logging
-from portal_shared.runtime import serve
+from portal_shared.service_main import serve_service
 
 from profile_service.app import create_app
 from profile_service.bootstrap import DEMO_ADMIN, DEMO_USER, seed_demo
@@ -17,16 +14,7 @@ from profile_service.config import Settings
 
 
 def serve_forever() -> None:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        sys.exit(f"profile-service: {exc}")
-    configure_logging(service="profile", level=settings.common.log_level, fmt=settings.common.log_format)
-
-    async def factory() -> web.Application:
-        return create_app(settings)
-
-    serve(factory, host=settings.common.http_host, port=settings.common.http_port)
+    serve_service("profile", Settings.from_env, create_app)
 
 
 def seed() -> None:

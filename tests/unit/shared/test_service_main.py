@@ -1,0 +1,18 @@
+"""Each service starts through portal_shared.service_main: a missing setting stops it naming the setting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("service", ["profile", "mfa", "notifier"])
+def test_a_missing_setting_stops_the_service_with_its_name(service: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "PYTHONPATH", "VIRTUAL_ENV"}}
+    done = subprocess.run([sys.executable, "-m", f"{service}_service"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith(f"{service}-service: required setting ")
