@@ -68,11 +68,3 @@ class Problem(Exception):
 def _slug(title: str) -> str:
     return title.lower().replace(" ", "-")
 
-
-def field_error(name: str, message: str, detail: str | None = None) -> Problem:
-    return Problem(422, detail or message, kind="validation-failed", errors={name: [message]})
-
-
-def field_errors(errors: dict[str, list[str]]) -> Problem:
-    first = next(iter(errors.values()))[0]
-    return Problem(422, first, kind="validation-failed", errors=errors)

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from portal_shared.problems import Problem, field_error
+from portal_shared.problems import Problem
 from portal_shared.web import MAX_JSON_DEPTH, base_app, json_response, read_json, require_body
 
 
@@ -22,7 +22,7 @@ def make_app() -> web.Application:
         raise RuntimeError("secret internals")
 
     async def invalid(_: web.Request) -> web.Response:
-        raise field_error("name", "Name is required.")
+        raise Problem(422, "Name is required.", kind="validation-failed", errors={"name": ["Name is required."]})
 
     async def db_down(_: web.Request) -> web.Response:
         raise asyncpg.exceptions.CannotConnectNowError("starting up")
