@@ -33,9 +33,10 @@ USERS = 20
 REPLICAS = 2
 FIRST_PASSWORD = "a first and long passphrase 1"
 SECOND_PASSWORD = "a second and long passphrase 2"
-# The emails each user's flow causes, one of each.
+# The emails each user's flow causes, one of each (the second sign-in, from a browser without the first
+# one's device cookie, is a new device; the first, right after the invitation, is expected and quiet).
 EXPECTED_EMAILS = ("profile.user_invited", "profile.password_changed", "mfa.two_factor_enabled",
-                   "profile.password_reset_requested")
+                   "profile.new_device_sign_in", "profile.password_reset_requested")
 SETTLE_TIMEOUT = 45.0
 # Every event but the two that only feed the notifier's user projection asks for an email.
 EMAIL_TYPES = frozenset(cls.type for cls in ALL_EVENTS if cls not in (UserCreated, UserUpdated))

@@ -16,12 +16,14 @@ from portal_shared.events import (
     Envelope,
     ImpersonationStarted,
     MfaResetByAdmin,
+    NewDeviceSignIn,
     PasswordChanged,
     PasswordResetRequested,
     RecoveryCodesRegenerated,
     RecoveryCodeUsed,
     SecurityKeyAdded,
     SecurityKeyRemoved,
+    SsoLinked,
     TotpDisabled,
     TotpEnabled,
     TwoFactorDisabled,
@@ -94,6 +96,12 @@ async def test_every_event_type_sends_exactly_one_email(notifier, publish, make_
         "profile.change_undone": (ChangeUndone(user_id=uid, undone_event_id=str(uuid.uuid4()),
                                                undone_type="mfa.recovery_codes_regenerated"), address,
                                   ["recovery codes that were generated were voided", "signed out"]),
+        "profile.new_device_sign_in": (
+            NewDeviceSignIn(user_id=uid, session_id=str(uuid.uuid4()), ip="203.0.113.7",
+                            user_agent="Mozilla/5.0 <script>x</script> Firefox/133"),
+            address, ["not been used from before", "203.0.113.7", "Firefox/133"]),
+        "profile.sso_linked": (SsoLinked(user_id=uid, issuer="https://login.example/tenant/v2.0"), address,
+                               ["Single sign-on was linked", "https://login.example/tenant/v2.0"]),
     }
     # profile.email_changed sends two emails (to the old and the new address): test_notifier_address_change.
     assert set(expected) | {"profile.email_changed"} == set(SUBJECTS), "every emailing event is covered"
@@ -187,6 +195,8 @@ async def test_a_reset_link_that_expired_before_sending_is_not_sent(notifier, pu
                                                    expires_at=in_future(hours=1)))
     await smtp_sink.wait_for(1, address=address)
     await until(lambda: db.fetchval("SELECT count(*) = 2 FROM email_jobs WHERE status = 'expired'"))
+    # The sink has the message a moment before the job is marked sent: wait for that too.
+    await until(lambda: db.fetchval("SELECT status = 'sent' FROM email_jobs WHERE id = $1", fresh.id))
     assert [m["Message-ID"] for m in smtp_sink.messages] == [f"<{fresh.id}@portal>"]
     rows = await db.fetch("SELECT id, status FROM email_jobs ORDER BY id")
     assert {r["id"]: r["status"] for r in rows} == {stale.id: "expired", invite.id: "expired", fresh.id: "sent"}
