@@ -117,6 +117,17 @@ class Backbone:
             got.append(message)
         return got
 
+    async def settled(self) -> None:
+        """Every message queued before now has been handled: wait for the effect of a sentinel event written
+        now (a late duplicate of an earlier message, queued before the sentinel, is delivered before it).
+        A positive signal instead of a sleep; the sentinel adds one effect."""
+        [sentinel] = await self.write_many(1, prefix="sentinel-")
+        for _ in range(400):
+            if await self.pool.fetchval("SELECT count(*) FROM effects WHERE message_id = $1", sentinel.id):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the sentinel event was not handled")
+
     async def effects(self) -> tuple[int, int]:
         """(total effect rows, distinct message ids among them)."""
         row = await self.pool.fetchrow("SELECT count(*) AS total, count(DISTINCT message_id) AS distinct FROM effects")

@@ -44,9 +44,9 @@ async def test_broker_restart_during_a_burst_of_1000_events_loses_and_doubles_no
     assert unsent_during_outage > 0  # the outage really caught rows in flight
 
     await wait_until(lambda: _count_at_least(backbone, 1000), within=45, what="all 1,000 effects")
-    await asyncio.sleep(1.0)  # a late duplicate would land by now
-    assert await backbone.effects() == (1000, 1000)
-    assert await backbone.pool.fetchval("SELECT count(*) FROM inbox") == 1000
+    await backbone.settled()  # a late duplicate would have landed before the sentinel
+    assert await backbone.effects() == (1001, 1001)
+    assert await backbone.pool.fetchval("SELECT count(*) FROM inbox") == 1001
     await wait_until(lambda: _no_unsent(backbone), within=10, what="every row marked sent")
 
 
@@ -88,8 +88,8 @@ async def test_consumer_killed_mid_stream_gives_every_event_exactly_one_effect(b
     second = await _start_consumer_process(backbone)
     try:
         await wait_until(lambda: _count_at_least(backbone, total), within=40, what="every event after the restart")
-        await asyncio.sleep(1.0)  # redeliveries of what the killed process had in flight land by now
-        assert await backbone.effects() == (total, total)
+        await backbone.settled()  # redeliveries of the killed process's messages come before the sentinel
+        assert await backbone.effects() == (total + 1, total + 1)
     finally:
         second.send_signal(signal.SIGTERM)
         try:

@@ -75,8 +75,9 @@ async def test_sigkill_mid_stream_loses_no_email(stack_env, publish, own_sink, d
             return {m["Message-ID"] for m in list(own_sink.messages)} == expected
 
         await until(all_arrived, within=60)  # includes waiting out the leases of the jobs in flight at the kill
+        # Every job marked sent: the positive signal that no send is left in flight. A job is sent again only
+        # after its lease runs out while it is not marked sent, so once all are, no late duplicate can come.
         await until(lambda: db.fetchval("SELECT count(*) = $1 FROM email_jobs WHERE status = 'sent'", EVENTS))
-        await asyncio.sleep(1)  # a late duplicate would show up now
         seen = Counter(m["Message-ID"] for m in own_sink.messages)
         assert set(seen) == expected, "no email lost, none invented"
         duplicates = sum(seen.values()) - len(seen)
