@@ -9,40 +9,32 @@ from urllib.parse import quote
 
 import aiohttp
 import structlog
-from portal_shared import tokens
+from portal_shared.service_client import ServiceCallFailed, ServiceClient
 
 from mfa_service.errors import ProfileUnavailable
 
 log = structlog.get_logger("mfa.profile_client")
-TIMEOUT = aiohttp.ClientTimeout(total=10)
 NOT_TURNED_ON = "Two-factor authentication could not be turned on; try again shortly."
 NOT_CHANGED = "Your two-factor settings could not be changed; try again shortly."
 
 
 class ProfileClient:
     def __init__(self, session: aiohttp.ClientSession, *, base_url: str, service_auth_key: str) -> None:
-        self._session = session
-        self._base = base_url.rstrip("/")
-        self._url = self._base + "/internal/verify-password"
-        self._key = service_auth_key
+        self._client = ServiceClient(session, base_url=base_url, key=service_auth_key, issuer="mfa",
+                                     audience="profile")
 
     async def verify_password(self, user_id: str, password: str) -> bool:
         """True when profile confirms the password (a throttled account answers False).
 
         Raises ProfileUnavailable when profile cannot answer: we never guess in the user's favour.
         """
-        headers = tokens.service_authorization(self._key, issuer="mfa", audience="profile")
         try:
-            async with self._session.post(self._url, json={"user_id": user_id, "password": password},
-                                          headers=headers, timeout=TIMEOUT) as response:
-                if response.status != 200:
-                    log.warning("verify_password_failed", status=response.status)
-                    raise ProfileUnavailable("The password could not be checked; try again shortly.")
-                body = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            log.warning("verify_password_unreachable", error=type(exc).__name__)
+            body = await self._client.call("POST", "/internal/verify-password",
+                                           {"user_id": user_id, "password": password}, expect=frozenset({200}))
+        except ServiceCallFailed as exc:
+            log.warning("verify_password_failed", reason=str(exc))
             raise ProfileUnavailable("The password could not be checked; try again shortly.") from None
-        return isinstance(body, dict) and body.get("ok") is True
+        return body is not None and body.get("ok") is True
 
     async def raise_two_factor(self, user_id: str) -> None:
         """Have profile mark the user as having two-factor on; call it before committing the first factor.
@@ -66,13 +58,8 @@ class ProfileClient:
 
     async def _confirmed(self, path: str, body: dict[str, object], *, what: str, refusal: str) -> None:
         """POST `body` to profile's `path`; anything but a 204 raises ProfileUnavailable(refusal)."""
-        headers = tokens.service_authorization(self._key, issuer="mfa", audience="profile")
         try:
-            async with self._session.post(self._base + path, json=body, headers=headers,
-                                          timeout=TIMEOUT) as response:
-                if response.status != 204:
-                    log.warning(f"{what}_failed", status=response.status)
-                    raise ProfileUnavailable(refusal)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning(f"{what}_unreachable", error=type(exc).__name__)
+            await self._client.call("POST", path, body, expect=frozenset({204}))
+        except ServiceCallFailed as exc:
+            log.warning(f"{what}_failed", reason=str(exc))
             raise ProfileUnavailable(refusal) from None

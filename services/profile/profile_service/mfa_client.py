@@ -12,9 +12,7 @@ from typing import Any
 
 import aiohttp
 from portal_shared.errors import Unavailable
-from portal_shared.tokens import service_authorization
-
-TIMEOUT = aiohttp.ClientTimeout(total=5)
+from portal_shared.service_client import ServiceCallFailed, ServiceClient
 
 
 class MfaUnavailable(Unavailable):
@@ -72,25 +70,13 @@ class Challenge:
 
 class MfaClient:
     def __init__(self, session: aiohttp.ClientSession, *, base_url: str, key: str) -> None:
-        self._session = session
-        self._base = base_url.rstrip("/")
-        self._key = key
+        self._client = ServiceClient(session, base_url=base_url, key=key, issuer="profile", audience="mfa")
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        headers = service_authorization(self._key, issuer="profile", audience="mfa")
         try:
-            async with self._session.request(method, self._base + path, json=body, headers=headers,
-                                             timeout=TIMEOUT) as response:
-                if response.status == 204:
-                    return None
-                if response.status != 200:
-                    raise MfaUnavailable(f"{method} {path} answered {response.status}")
-                data = await response.json()
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise MfaUnavailable(f"{method} {path}: {type(exc).__name__}") from exc
-        if not isinstance(data, dict):
-            raise MfaUnavailable(f"{method} {path} answered a non-object")
-        return data
+            return await self._client.call(method, path, body)
+        except ServiceCallFailed as exc:
+            raise MfaUnavailable(str(exc)) from exc
 
     async def factors(self, user_id: str) -> Factors:
         data = await self._call("GET", f"/internal/users/{user_id}/factors") or {}
