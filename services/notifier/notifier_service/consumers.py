@@ -8,7 +8,6 @@ second email, at one database round trip per event.
 from __future__ import annotations
 
 import dataclasses
-import re
 from datetime import datetime
 
 from portal_shared.consumer import Handler, OneStatement, PermanentError, Statement
@@ -21,13 +20,12 @@ from portal_shared.events import (
     UserInvited,
     UserUpdated,
 )
+from portal_shared.ids import is_event_id
 
 from notifier_service import repository
 
 PROJECTION_EVENTS = (UserCreated, UserUpdated)
 EMAIL_EVENTS = tuple(cls for cls in ALL_EVENTS if cls not in PROJECTION_EVENTS)
-# The event id becomes the Message-ID's left part (RFC 5322 §3.6.4 dot-atom): refuse anything else.
-_EVENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 OLD, NEW = "old", "new"  # the copies of an address change's email
 
 
@@ -65,7 +63,7 @@ def copies(envelope: Envelope) -> list[repository.Copy]:
 
 def email_statement(envelope: Envelope) -> Statement:
     event = envelope.event
-    if not _EVENT_ID.match(envelope.id):
+    if not is_event_id(envelope.id):  # it becomes the Message-ID's left part: refuse anything else
         raise PermanentError(f"event id {envelope.id[:80]!r} cannot name an email")
     expires_at: datetime | None = None
     if isinstance(event, UserInvited | PasswordResetRequested):

@@ -23,6 +23,26 @@ from urllib.parse import quote
 
 import jinja2
 from portal_shared import tokens
+from portal_shared.events import (
+    ChangeUndone,
+    EmailChanged,
+    Event,
+    ImpersonationStarted,
+    MfaResetByAdmin,
+    NewDeviceSignIn,
+    PasswordChanged,
+    PasswordResetRequested,
+    RecoveryCodesRegenerated,
+    RecoveryCodeUsed,
+    SecurityKeyAdded,
+    SecurityKeyRemoved,
+    SsoLinked,
+    TotpDisabled,
+    TotpEnabled,
+    TwoFactorDisabled,
+    TwoFactorEnabled,
+    UserInvited,
+)
 
 from notifier_service.repository import Job
 
@@ -30,30 +50,32 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 NOT_ME_TTL_SECONDS = 7 * 24 * 3600  # docs/internal-api.md, "Not-me links"
 LOW_RECOVERY_CODES = 3
 
-SUBJECTS: dict[str, str] = {
-    "profile.user_invited": "You're invited to the Client Portal",
-    "profile.password_reset_requested": "Reset your Client Portal password",
-    "profile.password_changed": "Your Client Portal password was changed",
-    "profile.impersonation_started": "An administrator is viewing your Client Portal account",
-    "mfa.two_factor_enabled": "Two-factor authentication was turned on",
-    "mfa.two_factor_disabled": "Two-factor authentication was turned off",
-    "mfa.totp_enabled": "An authenticator app was added to your account",
-    "mfa.totp_disabled": "An authenticator app was removed from your account",
-    "mfa.security_key_added": "A security key was added to your account",
-    "mfa.security_key_removed": "A security key was removed from your account",
-    "mfa.recovery_codes_regenerated": "New recovery codes were generated for your account",
-    "mfa.recovery_code_used": "A recovery code was used to sign in to your account",
-    "mfa.reset_by_admin": "An administrator reset your two-factor authentication",
-    "profile.email_changed": "Your Client Portal sign-in address was changed",
-    "profile.change_undone": "A change to your Client Portal account was undone",
-    "profile.new_device_sign_in": "New sign-in to your Client Portal account",
-    "profile.sso_linked": "Single sign-on was linked to your Client Portal account",
+# The email of each event, keyed by its contract class (so a renamed or removed event is an import error
+# here, not a silently missing email); jobs carry the type's name, hence the name-keyed views below.
+SUBJECT_OF: dict[type[Event], str] = {
+    UserInvited: "You're invited to the Client Portal",
+    PasswordResetRequested: "Reset your Client Portal password",
+    PasswordChanged: "Your Client Portal password was changed",
+    ImpersonationStarted: "An administrator is viewing your Client Portal account",
+    TwoFactorEnabled: "Two-factor authentication was turned on",
+    TwoFactorDisabled: "Two-factor authentication was turned off",
+    TotpEnabled: "An authenticator app was added to your account",
+    TotpDisabled: "An authenticator app was removed from your account",
+    SecurityKeyAdded: "A security key was added to your account",
+    SecurityKeyRemoved: "A security key was removed from your account",
+    RecoveryCodesRegenerated: "New recovery codes were generated for your account",
+    RecoveryCodeUsed: "A recovery code was used to sign in to your account",
+    MfaResetByAdmin: "An administrator reset your two-factor authentication",
+    EmailChanged: "Your Client Portal sign-in address was changed",
+    ChangeUndone: "A change to your Client Portal account was undone",
+    NewDeviceSignIn: "New sign-in to your Client Portal account",
+    SsoLinked: "Single sign-on was linked to your Client Portal account",
 }
+SUBJECTS: dict[str, str] = {cls.type: subject for cls, subject in SUBJECT_OF.items()}
 # An invitation goes to someone with no account yet, and a reset request changes nothing by itself: for
 # those "not me" means "ignore this email", not "end my sessions". A change_undone email reports the use of
 # such a link: there is nothing left to undo.
-WITHOUT_NOT_ME_LINK = frozenset({"profile.user_invited", "profile.password_reset_requested",
-                                 "profile.change_undone"})
+WITHOUT_NOT_ME_LINK = frozenset(cls.type for cls in (UserInvited, PasswordResetRequested, ChangeUndone))
 # An address change is undone from the old address's copy: the new address is the one in question.
 NEW_ADDRESS_COPY = "new"
 
@@ -187,8 +209,8 @@ def build_message(job: Job, rendered: RenderedEmail, *, recipient: str, mail_fro
     ))
 
 
-# The consumer admits only such event ids (see consumers._EVENT_ID), and a job id may add ".old"; event types
-# are dotted names.
+# Header tokens: event ids as the consumer admits them (portal_shared.ids.is_event_id, up to 128
+# characters), a job id (an event id plus ".old"/".new"), and event types (dotted names).
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,159}$")
 _MAX_7BIT_LINE = 78  # as the email package decides: longer lines (RFC 5322 §2.1.1 SHOULD) go quoted-printable
 

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import asyncpg
 from aiohttp import web
+from portal_shared.clock import iso
 
 from profile_service import audit, sessions_repo
 from profile_service.config import Settings
@@ -65,10 +66,6 @@ def set_cookies(response: web.StreamResponse, raw: str, settings: Settings) -> N
 def clear_cookies(response: web.StreamResponse, settings: Settings) -> None:
     for name in (SESSION_COOKIE, CSRF_COOKIE):
         response.del_cookie(name, path="/", secure=settings.secure_cookies, samesite="Lax")
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def expired(session: Session, now: datetime) -> bool:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from portal_shared import clock
 
 from profile_service import sessions
 from profile_service.models import Session, User
 
 
 def iso(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a Z, as the contract asks."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """ISO 8601 in UTC with a Z, as the contract asks (portal_shared.clock.iso); None stays None."""
+    return None if moment is None else clock.iso(moment)
 
 
 def profile(user: User, impersonator: User | None) -> dict[str, Any]:
