@@ -26,6 +26,7 @@ from portal_shared.events import (
     UserInvited,
     UserUpdated,
 )
+from portal_shared.ids import is_uuid
 from portal_shared.outbox import enqueue
 
 from profile_service import activity_repo
@@ -46,12 +47,14 @@ SECOND_FACTORS = {"totp": "totp", "recovery code": "recovery_code", "security ke
 async def on_event(conn: asyncpg.Connection, envelope: Envelope) -> None:
     """The consumer's handler: one item per event (idempotent by event id)."""
     data = {k: v for k, v in _data(envelope).items() if k != "user_id" and k not in SECRET_DATA_FIELDS}
+    if not is_uuid(envelope.event.user_id) or not is_uuid(envelope.id):
+        raise PermanentError(f"{envelope.type} {envelope.id[:80]!r}: user or event id is not a UUID")
     try:
         at = datetime.fromisoformat(envelope.occurred_at.replace("Z", "+00:00"))
         await activity_repo.record(conn, envelope.event.user_id, envelope.type, at=at, event_id=envelope.id,
                                    ip=envelope.actor.ip if envelope.actor else "",
                                    user_agent=envelope.actor.user_agent if envelope.actor else "", detail=data)
-    except ValueError as exc:  # a malformed user id, event id or timestamp will never get better
+    except ValueError as exc:  # a malformed timestamp will never get better
         raise PermanentError(f"{envelope.type} {envelope.id}: {exc}") from None
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from aiohttp import web
 from portal_shared import tokens
+from portal_shared.ids import is_uuid
 from portal_shared.problems import Problem
 from portal_shared.web import json_response, read_json
 
@@ -73,10 +74,7 @@ async def verify_password(request: web.Request) -> web.Response:
     user_id, password = body.get("user_id"), body.get("password")
     if not isinstance(user_id, str) or not isinstance(password, str):
         raise Problem(400, "Send {user_id, password}.", kind="malformed-body")
-    try:
-        user = await users_repo.get(ctx.pool, user_id)
-    except ValueError:
-        user = None
+    user = await users_repo.get(ctx.pool, user_id) if is_uuid(user_id) else None
     ok = await signin.check_password(ctx, user, password, ip=guard.client_ip(request), flow="confirmation")
     return json_response({"ok": ok})
 

@@ -13,6 +13,7 @@ from datetime import datetime
 import asyncpg
 from portal_shared.consumer import EventHandler, PermanentError
 from portal_shared.events import Envelope, MfaResetByAdmin, TwoFactorDisabled, TwoFactorEnabled
+from portal_shared.ids import is_uuid
 
 from profile_service import users_repo
 
@@ -25,10 +26,9 @@ def _occurred_at(envelope: Envelope) -> datetime:
 
 
 async def _set(conn: asyncpg.Connection, envelope: Envelope, enabled: bool) -> None:
-    try:
-        await users_repo.set_two_factor(conn, envelope.event.user_id, enabled, _occurred_at(envelope))
-    except ValueError:
-        raise PermanentError(f"user_id {envelope.event.user_id!r} is not a UUID") from None
+    if not is_uuid(envelope.event.user_id):
+        raise PermanentError(f"user_id {envelope.event.user_id!r} is not a UUID")
+    await users_repo.set_two_factor(conn, envelope.event.user_id, enabled, _occurred_at(envelope))
 
 
 async def on_two_factor_enabled(conn: asyncpg.Connection, envelope: Envelope) -> None:

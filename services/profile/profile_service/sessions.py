@@ -12,13 +12,13 @@ import dataclasses
 import hashlib
 import hmac
 import secrets
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import asyncpg
 from aiohttp import web
 from portal_shared.clock import iso
+from portal_shared.ids import is_uuid
 
 from profile_service import audit, sessions_repo
 from profile_service.config import Settings
@@ -162,10 +162,8 @@ async def list_sessions(pool: asyncpg.Pool, session: Session) -> list[dict[str, 
 
 async def revoke(pool: asyncpg.Pool, session: Session, public_id: str, *, ip: str) -> bool:
     """End one of the user's sessions; True when it was the current one. Unknown ids are 404."""
-    try:
-        uuid.UUID(public_id)
-    except ValueError:
-        raise NotFound("No such session.") from None
+    if not is_uuid(public_id):
+        raise NotFound("No such session.")
     async with pool.acquire() as conn, conn.transaction():
         id_hash = await sessions_repo.delete_public(conn, session.user.id, public_id)
         if id_hash is None:

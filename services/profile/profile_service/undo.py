@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 from portal_shared import tokens
 from portal_shared.events import ChangeUndone, UserUpdated
+from portal_shared.ids import is_uuid
 from portal_shared.outbox import enqueue
 
 from profile_service import audit, sessions, sessions_repo, sso_repo, tokens_repo, users_repo
@@ -70,10 +71,7 @@ def read_link(key: str, token: Any) -> Link:
 
 async def not_me(ctx: Context, token: Any, *, ip: str) -> UndoResult:
     link = read_link(ctx.settings.service_auth_key, token)
-    try:
-        user = await users_repo.get(ctx.pool, link.user_id)
-    except ValueError:
-        raise InvalidLink() from None
+    user = await users_repo.get(ctx.pool, link.user_id) if is_uuid(link.user_id) else None
     if user is None:
         raise InvalidLink()
     async with ctx.pool.acquire() as conn, conn.transaction():
