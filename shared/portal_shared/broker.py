@@ -75,9 +75,13 @@ class FailoverConnection(aio_pika.RobustConnection):
     the next node serves them as well.
     """
 
-    def __init__(self, url: URL, *args: Any, nodes: tuple[str, ...] = (), **kwargs: Any) -> None:
+    NODES: tuple[str, ...] = ()  # set by `connect` on a subclass of its own (see _bound_to)
+
+    def __init__(self, url: URL, *args: Any, **kwargs: Any) -> None:
         super().__init__(url, *args, **kwargs)
-        self._nodes = [URL(n) for n in nodes] or [URL(url)]
+        # Every node gets the options connect_robust put in the first URL's query (heartbeat, ...).
+        options = dict(self.url.query)
+        self._nodes = [URL(n).update_query(options) for n in self.NODES] or [self.url]
         self._node = 0
 
     async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
@@ -85,6 +89,12 @@ class FailoverConnection(aio_pika.RobustConnection):
             self._node = (self._node + 1) % len(self._nodes)
             self.url = self._nodes[self._node]
         await super()._on_connection_close(closing)
+
+
+def _bound_to(nodes: tuple[str, ...]) -> type[FailoverConnection]:
+    """A FailoverConnection class knowing `nodes`: connect_robust would put an extra keyword argument into
+    the URL's query string, so the node list travels as a class attribute instead."""
+    return type("FailoverConnection", (FailoverConnection,), {"NODES": nodes})
 
 
 async def connect(amqp_url: str, *, name: str, reconnect_interval: float = 2.0) -> AbstractRobustConnection:
@@ -105,7 +115,7 @@ async def connect(amqp_url: str, *, name: str, reconnect_interval: float = 2.0) 
         try:
             return await aio_pika.connect_robust(
                 order[0], client_properties={"connection_name": name}, heartbeat=30, timeout=10,
-                reconnect_interval=reconnect_interval, connection_class=FailoverConnection, nodes=order)
+                reconnect_interval=reconnect_interval, connection_class=_bound_to(order))
         except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
             last_error = exc
     assert last_error is not None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from portal_devstack.postgres_standby import multi_host_dsn
 from portal_devstack.process import free_port
 from portal_shared import broker, db
+from yarl import URL
 
 from tests.support.backends import Backend
 
@@ -34,6 +37,7 @@ async def test_a_service_connects_past_a_dead_first_broker(backend: Backend) -> 
         channel = await connection.channel()
         await broker.declare_exchange(channel)  # a real round trip on the live node
         assert str(connection.url).startswith(backend.amqp_url().rstrip("/"))
+        assert connection.url.query.get("heartbeat") == "30" and "nodes" not in connection.url.query
     finally:
         await connection.close()
     plain = await broker.connect_once(f"{dead},{backend.amqp_url()}")
@@ -58,3 +62,21 @@ async def test_a_pool_connects_past_a_dead_first_database_host(backend: Backend)
     with pytest.raises(OSError):  # nothing answers: a connection error (503), never a 500
         await db.connect(f"{userinfo}@127.0.0.1:{free_port()},127.0.0.1:{free_port()}/postgres")
 
+
+
+async def test_a_lost_connection_goes_round_the_nodes_and_comes_back(backend: Backend) -> None:
+    live, dead = backend.amqp_url(), f"amqp://guest:guest@127.0.0.1:{free_port()}/"
+    connection = await broker.connect(f"{live},{dead}", name="ha-test", reconnect_interval=0.1)
+    try:
+        assert connection.transport is not None
+        await connection.transport.connection.close()  # the node "went": next try is the dead one, then live
+        deadline = asyncio.get_running_loop().time() + 20
+        while not (connection.connected.is_set() and connection.connection_attempt >= 2):
+            assert asyncio.get_running_loop().time() < deadline, "never reconnected"
+            await asyncio.sleep(0.05)
+        assert connection.url.port == URL(live).port
+        assert connection.url.query.get("heartbeat") == "30"  # the options survive the round
+        channel = await connection.channel()
+        await broker.declare_exchange(channel)
+    finally:
+        await connection.close()
