@@ -32,7 +32,7 @@ Scenario = Callable[..., Awaitable[list[Figure]]]
 
 
 async def main(wanted: list[str]) -> int:
-    from bench import faults_fuzz, faults_scenarios
+    from bench import faults_fuzz, faults_ha, faults_scenarios
     from bench.faults_stack import FaultStack
     from tests.support.stack import throwaway_stack
 
@@ -44,6 +44,9 @@ async def main(wanted: list[str]) -> int:
         "poison": faults_scenarios.poison,
         "guessing": faults_scenarios.guessing,
         "schemathesis": faults_fuzz.schemathesis_run,
+        # High availability (#16): each starts its own stack (3 RabbitMQ nodes, a synchronous standby).
+        "ha-rabbitmq": faults_ha.rabbitmq_node_loss,
+        "ha-postgres": faults_ha.postgres_promotion,
     }
     unknown = [w for w in wanted if w not in scenarios]
     if unknown:
