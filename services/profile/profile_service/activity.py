@@ -109,7 +109,8 @@ async def feed(pool: asyncpg.Pool, user_id: str, *, cursor: str | None, limit: s
 
 
 def _collapsed(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
-    """Consecutive failed attempts from one address and browser read as one item (the newest, counted)."""
+    """Consecutive failed attempts from one address and browser read as one item: the newest, with the
+    burst's `count`, `first_at` and `last_at`."""
     items: list[dict[str, Any]] = []
     for row in rows:
         item = {"at": iso(row["at"]), "type": row["type"], "ip": row["ip"], "user_agent": row["user_agent"],
@@ -118,6 +119,8 @@ def _collapsed(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
         if (last is not None and item["type"] == SIGN_IN_FAILED == last["type"]
                 and (item["ip"], item["user_agent"]) == (last["ip"], last["user_agent"])):
             last["detail"]["count"] = last["detail"].get("count", 1) + 1
+            last["detail"].setdefault("last_at", last["at"])
+            last["detail"]["first_at"] = item["at"]  # rows come newest first: this one is earlier
             continue
         items.append(item)
     return items

@@ -20,7 +20,7 @@ from aiohttp import web
 from portal_shared.clock import iso
 from portal_shared.ids import is_uuid
 
-from profile_service import audit, sessions_repo
+from profile_service import activity_repo, audit, sessions_repo
 from profile_service.config import Settings
 from profile_service.errors import NotFound
 from profile_service.models import SECOND_FACTOR_REQUIRED, SIGNED_IN, VOID, Session
@@ -169,6 +169,8 @@ async def revoke(pool: asyncpg.Pool, session: Session, public_id: str, *, ip: st
         if id_hash is None:
             raise NotFound("No such session.")
         await audit.record(conn, session.user.id, "session_revoked", ip=ip, detail=public_id)
+        await activity_repo.record(conn, session.user.id, "session_revoked", ip=ip, user_agent=session.user_agent,
+                                   detail={"session_id": public_id})
     return bool(id_hash == session.id_hash)
 
 
@@ -176,3 +178,5 @@ async def revoke_others(pool: asyncpg.Pool, session: Session, *, ip: str) -> Non
     async with pool.acquire() as conn, conn.transaction():
         await sessions_repo.delete_all(conn, session.user.id, except_hash=session.id_hash)
         await audit.record(conn, session.user.id, "sessions_revoked", ip=ip, detail="every other session")
+        await activity_repo.record(conn, session.user.id, "sessions_revoked", ip=ip, user_agent=session.user_agent,
+                                   detail={})

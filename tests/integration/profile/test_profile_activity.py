@@ -71,7 +71,9 @@ async def test_sign_ins_and_failures_show_with_browser_and_address(portal: Profi
     signed_in, failed = items
     assert signed_in["detail"] == {"method": "password", "second_factor": None, "new_device": True}
     assert signed_in["user_agent"] == UA and signed_in["ip"] == "127.0.0.1" and signed_in["at"].endswith("Z")
-    assert failed["detail"] == {"factor": "password", "count": 3} and failed["user_agent"] == "curl/8.0"
+    assert failed["detail"]["factor"] == "password" and failed["detail"]["count"] == 3
+    assert failed["detail"]["first_at"] < failed["detail"]["last_at"] == failed["at"]
+    assert failed["user_agent"] == "curl/8.0"
     assert await portal.db.fetchval("SELECT count(*) FROM profile.activity WHERE user_id <> $1",
                                     uuid.UUID(portal.demo_id)) == 0
 
@@ -180,3 +182,21 @@ async def test_new_device_notice_once_and_not_after_a_reset(portal: ProfileHarne
     await portal.browser().call("POST", "/api/auth/login", {"email": DEMO_EMAIL, "password": NEW_PASSWORD},
                                 headers={"User-Agent": "Edge/131"})
     assert len(await _new_device_events(portal)) == 3, "only the one sign-in after the reset is quiet"
+
+
+async def test_session_sign_outs_show_and_no_one_sees_another_accounts_feed(portal: ProfileHarness) -> None:
+    first = await portal.signed_in()
+    second = await portal.signed_in()
+    second_id = next(s["id"] for s in (await second.get("/api/auth/sessions"))[1] if s["current"])
+    assert (await first.delete(f"/api/auth/sessions/{second_id}"))[0] == 204
+    assert (await first.delete("/api/auth/sessions"))[0] == 204
+    types = [i["type"] for i in (await _feed(first))["items"]]
+    assert types[:2] == ["sessions_revoked", "session_revoked"]
+    revoked = next(i for i in (await _feed(first))["items"] if i["type"] == "session_revoked")
+    assert revoked["detail"] == {"session_id": second_id}
+    # The admin's own feed holds none of the demo user's items, and the demo user's none of the admin's.
+    admin = await portal.signed_in(ADMIN_EMAIL)
+    admin_items = (await _feed(admin, "?limit=100"))["items"]
+    assert admin_items and all(i["type"] == "sign_in" for i in admin_items)
+    assert await portal.db.fetchval("SELECT count(*) FROM profile.activity WHERE user_id = $1",
+                                    uuid.UUID(portal.admin_id)) == len(admin_items)

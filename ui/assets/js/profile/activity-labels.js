@@ -1,5 +1,6 @@
 // Plain words for the entries of GET /api/auth/activity: `type` is `sign_in` (detail.method, .second_factor),
-// `sign_in_failed` (detail.count when a burst was collapsed into one entry) or the type of the event the
+// `sign_in_failed` (detail.count, first_at, last_at when a burst was collapsed into one entry),
+// `session_revoked` / `sessions_revoked`, or the type of the event the
 // change emitted (their data: shared/portal_shared/events/contracts.py). Unknown types
 // get a generic label: a type added to the server later must never break the list.
 import { formatDateTime } from "../dom.js";
@@ -52,8 +53,8 @@ const LABELS = {
     const undone = d.undone_type !== "profile.change_undone" && LABELS[d.undone_type];
     return { title: "A change was undone (“This wasn't me”)", detail: undone ? `Undone: ${undone({}).title}` : "" };
   },
-  "profile.sessions_revoked": () => ({ title: "Other sessions signed out" }),
-  "profile.session_revoked": () => ({ title: "A session was signed out" }),
+  sessions_revoked: () => ({ title: "Other sessions signed out" }),
+  session_revoked: () => ({ title: "A session was signed out" }),
   "mfa.two_factor_enabled": (d) => ({
     title: "Two-factor authentication turned on",
     detail: [FACTOR_METHODS[d.method] || "", text(d.name) ? `“${text(d.name)}”` : ""].filter(Boolean).join(" "),
