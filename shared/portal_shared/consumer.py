@@ -18,6 +18,8 @@
   lost to scrubbing (each raw message is acked only after its copy was confirmed).
 - While the database is unreachable the message is retried in place, unacked, without spending its
   deliveries: an outage of our own database must not dead-letter security events.
+- Each delivery is a CONSUMER span, the child of the `traceparent` AMQP header the relay set (so it joins
+  the trace of the request that wrote the event); its SQL statements are its children.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ import aiormq
 import asyncpg
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
+from opentelemetry.trace import SpanKind
 
-from portal_shared import broker
+from portal_shared import broker, tracing
 from portal_shared.dlq import publish_dead_letter, scrub_dead_letters, scrub_text
 from portal_shared.events import Envelope, UnknownEventError, decode
 from portal_shared.metrics import CONSUMED, DEAD_LETTERED, DUPLICATES_SKIPPED, RETRIED
@@ -136,6 +139,7 @@ class EventConsumer:
         self._dead_letter_channel: AbstractChannel | None = None
         self._dead_letter_lock = asyncio.Lock()
         self._scrub_task: asyncio.Task[None] | None = None
+        self._tracer = tracing.tracer(service)
 
     async def start(self) -> None:
         """Declare the topology (idempotent) and start consuming; the robust channel resumes by itself."""
@@ -189,8 +193,15 @@ class EventConsumer:
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
+        # Attributes: what identifies the message, never its body (it may hold a link or an address).
+        attributes = {"messaging.system": "rabbitmq", "messaging.operation.type": "process",
+                      "messaging.destination.name": message.routing_key or "",
+                      "messaging.message.id": message.message_id or ""}
         try:
-            await self._on_message(message)
+            with self._tracer.start_as_current_span(
+                    f"process {message.type or 'message'}", context=tracing.extract(_text_headers(message)),
+                    kind=SpanKind.CONSUMER, attributes=attributes, record_exception=False):
+                await self._on_message(message)
         finally:
             if task is not None:
                 self._in_flight.discard(task)
@@ -319,6 +330,17 @@ class EventConsumer:
         if channel is not None and not channel.is_closed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(channel.close(), 2)
+
+
+def _text_headers(message: AbstractIncomingMessage) -> dict[str, str]:
+    """The message's string headers (an AMQP long string may arrive as bytes)."""
+    text: dict[str, str] = {}
+    for key, value in (message.headers or {}).items():
+        if isinstance(value, bytes):
+            value = value.decode("ascii", errors="replace")
+        if isinstance(value, str):
+            text[key] = value
+    return text
 
 
 def _redacted(exc: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""structlog set-up: JSON or console lines, each carrying the service and the bound request id."""
+"""structlog set-up: JSON or console lines, each carrying the service, the bound request id and the trace id."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import logging
 import sys
 
 import structlog
+
+from portal_shared.tracing import current_ids
 
 
 def configure_logging(*, service: str, level: str = "info", fmt: str = "json") -> None:
@@ -19,6 +21,7 @@ def configure_logging(*, service: str, level: str = "info", fmt: str = "json") -
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_service(service),
+        _add_trace,
     ]
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
@@ -44,6 +47,16 @@ def _add_service(service: str) -> structlog.types.Processor:
         return event
 
     return processor
+
+
+def _add_trace(_logger: object, _name: str, event: dict) -> dict:
+    """The current span's trace and span ids (W3C hex), beside the correlation id: a log line found by
+    either leads to the trace. Without a span (tracing off) the request's bound `trace_id`, if any, stays."""
+    ids = current_ids()
+    if ids is not None:
+        event.setdefault("trace_id", ids[0])
+        event.setdefault("span_id", ids[1])
+    return event
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import structlog
 
-from portal_shared import actor
+from portal_shared import actor, tracing
 from portal_shared.events import Envelope, Event, encode
 
 # `$3::text::jsonb`: the parameter is sent as text, so a pool with a jsonb codec (db.create_pool
@@ -33,6 +33,7 @@ async def enqueue(conn: asyncpg.Connection, event: Event, *, source: str,
         raise RuntimeError("enqueue() must run inside the transaction of the change it reports")
     if correlation_id is None:
         correlation_id = structlog.contextvars.get_contextvars().get("correlation_id")
-    envelope = Envelope.wrap(event, source=source, correlation_id=correlation_id, actor=actor.current())
+    envelope = Envelope.wrap(event, source=source, correlation_id=correlation_id, actor=actor.current(),
+                             traceparent=tracing.current_traceparent())
     await conn.execute(_INSERT, envelope.id, envelope.type, encode(envelope).decode())
     return envelope

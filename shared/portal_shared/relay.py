@@ -18,8 +18,9 @@ import aio_pika
 import asyncpg
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from opentelemetry.trace import SpanKind
 
-from portal_shared import broker
+from portal_shared import broker, tracing
 from portal_shared.doorbell import Doorbell
 from portal_shared.events.contracts import SECRET_DATA_FIELDS
 from portal_shared.metrics import (
@@ -35,7 +36,7 @@ log = structlog.get_logger("portal.relay")
 
 # Ordered by the partial index (next_attempt_at, created_at): no sort of the whole backlog per batch.
 _CLAIM = """
-SELECT id, type, body::text AS body
+SELECT id, type, body::text AS body, body ->> 'traceparent' AS traceparent
 FROM outbox
 WHERE published_at IS NULL AND next_attempt_at <= now()
 ORDER BY next_attempt_at, created_at
@@ -126,9 +127,14 @@ class OutboxRelay:
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._channel_lock = asyncio.Lock()
+        self._tracer = tracing.tracer(schema)
 
     async def run(self) -> None:
         """Publish forever; broker or database outages mean backoff and retry, never giving up."""
+        with tracing.untraced():  # polls, claims and marks are not traces: each publish is its row's span
+            await self._run()
+
+    async def _run(self) -> None:
         tasks = [asyncio.create_task(self._listen(), name="outbox-listen"),
                  asyncio.create_task(self._every(self._prune_seconds, self.prune), name="outbox-prune"),
                  asyncio.create_task(self._every(self._stats_seconds, self.update_stats), name="outbox-stats")]
@@ -201,12 +207,26 @@ class OutboxRelay:
         return len(rows)
 
     async def _publish(self, exchange: AbstractExchange, row: asyncpg.Record) -> None:
+        """Publish one row as a PRODUCER span, the child of the span that wrote it (the row's traceparent),
+        whose own traceparent goes along as an AMQP header for the consumer."""
+        with self._tracer.start_as_current_span(
+                f"publish {row['type']}", context=tracing.extract({"traceparent": row["traceparent"]}),
+                kind=SpanKind.PRODUCER,
+                attributes={"messaging.system": "rabbitmq", "messaging.operation.type": "publish",
+                            "messaging.destination.name": broker.EVENTS_EXCHANGE,
+                            "messaging.message.id": str(row["id"])},
+                record_exception=False):
+            await self._publish_message(exchange, row, tracing.current_traceparent() or row["traceparent"])
+
+    async def _publish_message(self, exchange: AbstractExchange, row: asyncpg.Record,
+                               traceparent: str | None) -> None:
         message = aio_pika.Message(
             row["body"].encode(),
             message_id=str(row["id"]),  # the consumers' dedupe key; also how aiormq matches a return
             type=row["type"],
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers={"traceparent": traceparent} if traceparent else None,
         )
         # mandatory + on_return_raises (channel): an event no queue is bound for raises PublishError
         # instead of being confirmed and silently dropped.

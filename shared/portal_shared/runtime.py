@@ -13,7 +13,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from portal_shared import broker, db
+from portal_shared import broker, db, tracing
 from portal_shared.config import CommonSettings
 from portal_shared.consumer import EventConsumer, Handler
 from portal_shared.health import add_health_routes
@@ -38,16 +38,35 @@ async def _retry_until_up(what: str, connect: Callable[[], Awaitable[object]]) -
 
 
 def database(settings: CommonSettings, *, schema: str, migrations: Path, max_size: int = 10) -> CleanupCtx:
+    """The pool (migrated), and before it the tracer provider: every service's first resource, so its
+    first SQL statement is already traced and its provider is flushed last, after the pool closed."""
+
     async def ctx(app: web.Application) -> AsyncIterator[None]:
+        provider = tracing.configure_once(settings.service_name)
+        app[tracing.TRACER] = tracing.tracer(settings.service_name)
+        try:
+            async with _traced_database(app, settings, schema=schema, migrations=migrations, max_size=max_size):
+                yield
+        finally:
+            tracing.shutdown(provider)
+
+    return ctx
+
+
+@contextlib.asynccontextmanager
+async def _traced_database(app: web.Application, settings: CommonSettings, *, schema: str, migrations: Path,
+                           max_size: int) -> AsyncIterator[None]:
+    # Migrations and pool set-up are not a request's work: keep their statements out of the traces.
+    with tracing.untraced():
         pool: asyncpg.Pool = await _retry_until_up(  # type: ignore[assignment]
             "postgres", lambda: db.create_pool(settings.database_url, schema=schema, max_size=max_size))
         async with pool.acquire() as conn:
             await run_migrations(conn, migrations, schema=schema)
-        app[DB_POOL] = pool
+    app[DB_POOL] = pool
+    try:
         yield
+    finally:
         await pool.close()
-
-    return ctx
 
 
 def message_broker(settings: CommonSettings) -> CleanupCtx:

@@ -12,8 +12,10 @@ from typing import Any
 import asyncpg
 import structlog
 from aiohttp import web
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from portal_shared import actor
+from portal_shared import actor, tracing
 from portal_shared.keys import REQUEST_ID
 from portal_shared.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
 from portal_shared.problems import PROBLEM_CONTENT_TYPE, Problem
@@ -57,24 +59,52 @@ async def no_store(request: web.Request, handler: Handler) -> web.StreamResponse
 _NO_STORE_PREFIXES = ("/api/", "/internal/")
 
 
+_UNTRACED = ("/health", "/metrics")
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id (the gateway's, when it sent a sane one) to every log line and the response, and
-    the request's actor (address, browser) for the events it emits."""
+    the request's actor (address, browser) for the events it emits; one SERVER span per request, the child
+    of the gateway's W3C `traceparent` when it sent one."""
     incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(12)
+    trace_id = tracing.trace_id_of(request.headers.get("traceparent"))
+    # Without the gateway's id, the caller's trace id serves: the correlation id then names the trace.
+    request_id = incoming if _REQUEST_ID.match(incoming) else trace_id or secrets.token_hex(12)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id, correlation_id=request_id)
     actor.bind(actor.of_request(request))  # aiohttp runs each request in its own task: its own context
     request[REQUEST_ID] = request_id
-    started = time.perf_counter()
-    response = await handler(request)
-    response.headers["X-Request-ID"] = request_id
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    if route.startswith(_UNTRACED):
+        tracer: trace.Tracer = trace.NoOpTracer()  # probes and scrapes every few seconds: noise, not traces
+    else:
+        tracer = request.app.get(tracing.TRACER) or trace.get_tracer("portal")
+    # Attributes: method and route template only. Never the URL: paths and queries may carry ids and codes.
+    with tracer.start_as_current_span(
+            f"{request.method} {route}", context=tracing.extract(request.headers), kind=SpanKind.SERVER,
+            attributes={"http.request.method": request.method, "http.route": route},
+            record_exception=False, set_status_on_exception=False) as span:
+        # With tracing off there is no span, but the gateway's trace id still goes into every log line.
+        if trace_id is not None and not span.get_span_context().is_valid:
+            structlog.contextvars.bind_contextvars(trace_id=trace_id)
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # a redirect raised past problem_errors
+            span.set_attribute("http.response.status_code", exc.status)
+            raise
+        except BaseException as exc:
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))  # never the message: it may quote data
+            raise
+        span.set_attribute("http.response.status_code", response.status)
+        if response.status >= 500:
+            span.set_status(Status(StatusCode.ERROR))
+    response.headers["X-Request-ID"] = request_id
     elapsed = time.perf_counter() - started
     HTTP_REQUESTS.labels(request.method, route, str(response.status)).inc()
     HTTP_REQUEST_SECONDS.labels(request.method, route).observe(elapsed)
-    if not route.startswith(("/health", "/metrics")):
+    if not route.startswith(_UNTRACED):
         log.info("request", method=request.method, route=route, status=response.status,
                  ms=round(elapsed * 1000, 2))
     return response

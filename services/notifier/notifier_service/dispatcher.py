@@ -18,6 +18,8 @@ from email.utils import parseaddr
 import asyncpg
 import jinja2
 import structlog
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from portal_shared import tracing
 from portal_shared.doorbell import Doorbell
 
 from notifier_service import addresses, emails, repository
@@ -71,6 +73,10 @@ class Dispatcher:
         self._helpers: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
+        with tracing.untraced():  # the polls and claims are not traces; each send is its job's span (_deliver)
+            self._start()
+
+    def _start(self) -> None:
         self._helpers = [asyncio.create_task(self._listen(), name="notifier-listen"),
                          asyncio.create_task(self._update_stats(), name="notifier-stats")]
         self._workers = [asyncio.create_task(self._work(n), name=f"notifier-worker-{n}")
@@ -151,7 +157,21 @@ class Dispatcher:
         """Send one job and record the outcome; True when a transient failure cost the SMTP session.
 
         A failure reschedules or fails only this job: the mailer has reset or dropped its session, so the
-        next job starts clean (or finds the server down)."""
+        next job starts clean (or finds the server down). The whole attempt is one span in the trace of the
+        request that caused the email (the job's traceparent, else its correlation id as the trace id)."""
+        parent = tracing.parent_for(getattr(job, "traceparent", None), correlation_id=job.correlation_id)
+        # Attributes: the email's type and attempt only; never the address, the name or the link.
+        tracer = tracing.tracer("notifier")  # per send, not per import: the global provider may be set later
+        with tracer.start_as_current_span(f"send email {job.type}", context=parent, kind=SpanKind.CLIENT,
+                                          attributes={"email.type": job.type, "email.attempt": job.attempts + 1},
+                                          record_exception=False) as span:
+            try:
+                return await self._deliver_job(conn, mailer, job)
+            except BaseException as exc:
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+
+    async def _deliver_job(self, conn: asyncpg.Connection, mailer: Mailer, job: Job) -> bool:
         if job.expires_at is not None and job.expires_at <= datetime.now(UTC):
             await repository.mark_expired(conn, job.id)
             EMAILS_EXPIRED.labels(job.type).inc()

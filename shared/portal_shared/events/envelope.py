@@ -1,10 +1,12 @@
 """The wire format: `{id, type, version, occurred_at, source, correlation_id, data}` as JSON, plus an
-optional `actor: {ip, user_agent}` (who caused the event, when a request did) that consumers may ignore."""
+optional `actor: {ip, user_agent}` (who caused the event, when a request did) and an optional `traceparent`
+(W3C Trace Context of the span that wrote the event, when traced) that consumers may ignore."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +14,9 @@ from typing import Any
 
 from portal_shared.actor import MAX_USER_AGENT, Actor
 from portal_shared.events.contracts import REGISTRY, Event
+
+# W3C Trace Context §3.2 (version 00); anything else is dropped, never a reason to refuse the event.
+_TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 class UnknownEventError(ValueError):
@@ -28,10 +33,11 @@ class Envelope:
     correlation_id: str
     event: Event
     actor: Actor | None = None
+    traceparent: str | None = None
 
     @classmethod
     def wrap(cls, event: Event, *, source: str, correlation_id: str | None = None,
-             actor: Actor | None = None) -> Envelope:
+             actor: Actor | None = None, traceparent: str | None = None) -> Envelope:
         event_id = str(uuid.uuid4())
         return cls(
             id=event_id,
@@ -42,6 +48,7 @@ class Envelope:
             correlation_id=correlation_id or event_id,
             event=event,
             actor=actor,
+            traceparent=traceparent,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -56,6 +63,8 @@ class Envelope:
         }
         if self.actor is not None:
             body["actor"] = self.actor.to_dict()
+        if self.traceparent is not None:
+            body["traceparent"] = self.traceparent
         return body
 
 
@@ -102,8 +111,12 @@ def decode(body: bytes | str | dict[str, Any]) -> Envelope:
     return Envelope(
         id=event_id, type=key[0], version=key[1], occurred_at=occurred_at,
         source=str(raw.get("source") or ""), correlation_id=str(raw.get("correlation_id") or event_id),
-        event=event, actor=_actor(raw.get("actor")),
+        event=event, actor=_actor(raw.get("actor")), traceparent=_traceparent(raw.get("traceparent")),
     )
+
+
+def _traceparent(value: object) -> str | None:
+    return value if isinstance(value, str) and _TRACEPARENT.match(value) else None
 
 
 def _actor(value: object) -> Actor | None:
