@@ -6,6 +6,7 @@ PostgreSQL refuses to run as root; as root we run it inside a user namespace whe
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import secrets
@@ -89,6 +90,30 @@ class LocalPostgres:
             self.child.stop()
 
     def kill(self) -> None:
-        """SIGKILL the server and its backends (its own process group): a crash, nothing flushed."""
+        """SIGKILL the server and every backend at once, as when its machine or container goes.
+
+        Killing the process group is not enough: PostgreSQL's children call setsid(), so they would live on
+        as orphans and tell their clients "terminating connection due to unexpected postmaster exit"."""
         if self.child and self.child.running():
+            descendants = _descendants(self.child.process.pid)
             self.child.kill()
+            for pid in descendants:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below `root` (from /proc), deepest last."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = [], [root]
+    while queue:
+        for child in parents.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
