@@ -23,6 +23,7 @@ from opentelemetry.trace import SpanKind
 from portal_shared import broker, tracing
 from portal_shared.doorbell import Doorbell
 from portal_shared.events.contracts import SECRET_DATA_FIELDS
+from portal_shared.listen import listen_forever
 from portal_shared.metrics import (
     OUTBOX_LAG_SECONDS,
     OUTBOX_PRUNED,
@@ -268,25 +269,8 @@ class OutboxRelay:
                 await asyncio.wait_for(channel.close(), 2)
 
     async def _listen(self) -> None:
-        """LISTEN on a dedicated connection so a commit wakes the relay at once (NOTIFY is sent at commit)."""
-        channel = notify_channel(self._schema)
-        while True:
-            try:
-                conn = await asyncpg.connect(self._dsn, timeout=10)
-                try:
-                    await conn.add_listener(channel, lambda *_: self._doorbell.ring())
-                    self._doorbell.ring_all()  # rows may have committed while we were not listening
-                    while not conn.is_closed():
-                        await asyncio.sleep(5)
-                        await conn.execute("SELECT 1", timeout=5)  # notices a dead connection
-                finally:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.close(), 2)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("outbox_listen_lost", error=type(exc).__name__)
-                await asyncio.sleep(2)
+        """A commit wakes the relay at once (NOTIFY is sent at commit)."""
+        await listen_forever(self._dsn, notify_channel(self._schema), self._doorbell, name="outbox")
 
     async def update_stats(self) -> None:
         """Refresh the unsent count and the lag (age of the oldest unsent row), broker up or not."""

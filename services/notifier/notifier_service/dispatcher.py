@@ -9,7 +9,6 @@ crash between acceptance and that update re-sends just the jobs in flight (at-le
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ import structlog
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from portal_shared import tracing
 from portal_shared.doorbell import Doorbell
+from portal_shared.listen import listen_forever
 
 from notifier_service import addresses, emails, repository
 from notifier_service.config import Settings
@@ -243,24 +243,9 @@ class Dispatcher:
         log.error("email_failed", attempts=job.attempts, reason=reason[:300])
 
     async def _listen(self) -> None:
-        """LISTEN on a dedicated connection so a committed job wakes the workers at once."""
-        while True:
-            try:
-                conn = await asyncpg.connect(self._settings.common.database_url)
-                try:
-                    await conn.add_listener(repository.NOTIFY_CHANNEL, lambda *_: self._doorbell.ring())
-                    self._doorbell.ring_all()  # jobs may have committed while we were not listening
-                    while not conn.is_closed():
-                        await asyncio.sleep(5)
-                        await conn.execute("SELECT 1")
-                finally:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("dispatcher_listen_lost", error=type(exc).__name__)
-                await asyncio.sleep(2)
+        """A committed job wakes the workers at once."""
+        await listen_forever(self._settings.common.database_url, repository.NOTIFY_CHANNEL, self._doorbell,
+                             name="dispatcher")
 
     async def _update_stats(self) -> None:
         """Refresh the queue gauges; now and then drop finished jobs past their retention."""
