@@ -35,6 +35,11 @@ from profile_service.errors import ValidationFailed
 from profile_service.views import iso
 
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+# The event types whose change the owner can undo in place (undo.py decides how; kept here too, since
+# undo.py depends on this module's neighbours and a cycle would follow).
+UNDOABLE = frozenset({"mfa.two_factor_enabled", "mfa.totp_enabled", "mfa.security_key_added",
+                      "mfa.recovery_codes_regenerated", "profile.email_changed", "profile.impersonation_started",
+                      "profile.sso_linked"})
 SIGN_IN, SIGN_IN_FAILED = "sign_in", "sign_in_failed"
 # Events that are not activity of the account's security: its creation and invitation (before the owner
 # has it), profile edits, a reset *request* (anyone can ask; nothing changed until the link is used, which
@@ -105,16 +110,20 @@ async def feed(pool: asyncpg.Pool, user_id: str, *, cursor: str | None, limit: s
     rows = await activity_repo.page(pool, user_id, before=before, limit=size + 1)
     more = len(rows) > size
     rows = rows[:size]
-    return {"items": _collapsed(rows), "next_cursor": _next_cursor(rows[-1]) if more else None}
+    undone = await activity_repo.undone_events(pool, [r["event_id"] for r in rows if r["event_id"]])
+    return {"items": _collapsed(rows, undone), "next_cursor": _next_cursor(rows[-1]) if more else None}
 
 
-def _collapsed(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+def _collapsed(rows: list[asyncpg.Record], undone: set[str]) -> list[dict[str, Any]]:
     """Consecutive failed attempts from one address and browser read as one item: the newest, with the
     burst's `count`, `first_at` and `last_at`."""
     items: list[dict[str, Any]] = []
     for row in rows:
+        # Beyond the contract's fields: `id` (the event's, when the item reports one) and `undoable` (a
+        # change its owner can still undo in place: POST /api/auth/activity/{id}/undo).
         item = {"at": iso(row["at"]), "type": row["type"], "ip": row["ip"], "user_agent": row["user_agent"],
-                "detail": json.loads(row["detail"])}
+                "detail": json.loads(row["detail"]), "id": row["event_id"],
+                "undoable": row["event_id"] is not None and row["type"] in UNDOABLE and row["event_id"] not in undone}
         last = items[-1] if items else None
         if (last is not None and item["type"] == SIGN_IN_FAILED == last["type"]
                 and (item["ip"], item["user_agent"]) == (last["ip"], last["user_agent"])):

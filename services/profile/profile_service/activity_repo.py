@@ -20,7 +20,7 @@ ON CONFLICT (event_id) DO NOTHING
 """
 # Newest first; the cursor is the (at, id) of the last item of the previous page.
 _PAGE = """
-SELECT id, at, type, ip, user_agent, detail::text AS detail FROM activity
+SELECT id, at, type, ip, user_agent, detail::text AS detail, event_id::text AS event_id FROM activity
 WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (at, id) < ($2, $3))
 ORDER BY at DESC, id DESC
 LIMIT $4
@@ -60,3 +60,16 @@ async def take_expected_sign_in(conn: Conn, user_id: str) -> bool:
     """True (once) when this sign-in was expected: the first after a password set through an emailed link."""
     return await conn.fetchval("UPDATE users SET quiet_next_sign_in = false WHERE id = $1 AND quiet_next_sign_in "
                                "RETURNING true", uuid.UUID(user_id)) is True
+
+
+async def event_item(conn: Conn, user_id: str, event_id: str) -> dict[str, Any] | None:
+    """The account's item of event `event_id` (type, at, detail), or None."""
+    row = await conn.fetchrow("SELECT type, at, detail::text AS detail FROM activity "
+                              "WHERE user_id = $1 AND event_id = $2", uuid.UUID(user_id), uuid.UUID(event_id))
+    return {"type": row["type"], "at": row["at"], "detail": json.loads(row["detail"])} if row else None
+
+
+async def undone_events(conn: Conn, event_ids: list[str]) -> set[str]:
+    """Which of these events were undone already (their not-me use is recorded)."""
+    rows = await conn.fetch("SELECT jti FROM not_me_uses WHERE jti = ANY($1::text[])", event_ids)
+    return {r["jti"] for r in rows}

@@ -9,7 +9,7 @@ from portal_shared.web import json_response, no_content
 
 from profile_service import activity, devices, guard, reauth, recovery, second_factors, sessions, signin, undo
 from profile_service.bodies import read_body
-from profile_service.errors import NotSignedIn, ValidationFailed
+from profile_service.errors import NotSignedIn, ReauthRequired, ValidationFailed
 from profile_service.keys import CONTEXT, SESSION
 from profile_service.validation import FieldError, clean_email
 from profile_service.views import session_info
@@ -131,6 +131,19 @@ async def recent_activity(request: web.Request) -> web.Response:
     session = guard.signed_in(request)
     return json_response(await activity.feed(request.app[CONTEXT].pool, session.effective_user.id,
                                              cursor=request.query.get("cursor"), limit=request.query.get("limit")))
+
+
+@routes.post("/api/auth/activity/{id}/undo")
+async def undo_activity(request: web.Request) -> web.Response:
+    """Undo a change from the activity feed, in place (after a re-authentication in the last 10 minutes)."""
+    session = guard.not_impersonating(guard.signed_in(request))
+    await read_body(request)
+    if not sessions.recently_authenticated(session):
+        raise ReauthRequired()
+    result = await undo.undo_in_place(request.app[CONTEXT], session, request.match_info["id"],
+                                      ip=guard.meta(request)[1])
+    return json_response({"undone": result.undone_type is not None,
+                          "two_factor_disabled": result.two_factor_disabled})
 
 
 @routes.get("/api/auth/sessions")

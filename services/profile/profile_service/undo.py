@@ -16,15 +16,16 @@ from typing import Any
 
 import asyncpg
 from portal_shared import tokens
+from portal_shared.clock import iso
 from portal_shared.events import ChangeUndone, UserUpdated
 from portal_shared.ids import is_uuid
 from portal_shared.outbox import enqueue
 
-from profile_service import audit, sessions, sessions_repo, sso_repo, tokens_repo, users_repo
+from profile_service import activity_repo, audit, sessions, sessions_repo, sso_repo, tokens_repo, users_repo
 from profile_service.config import SERVICE
 from profile_service.context import Context
-from profile_service.errors import InvalidLink
-from profile_service.models import User
+from profile_service.errors import Conflict, InvalidLink, NotFound
+from profile_service.models import Session, User
 from profile_service.recovery import issue_reset
 
 # mfa's changes that an undo reverses in mfa (POST /internal/users/{id}/undo).
@@ -96,6 +97,39 @@ async def not_me(ctx: Context, token: Any, *, ip: str) -> UndoResult:
         await audit.record(conn, user.id, "not_me", ip=ip,
                            detail=f"{what}all sessions ended; reset link emailed")
     return UndoResult(link.event_type if undone else None, two_factor_off)
+
+
+# The changes a user can undo in place from the Security tab's activity: what a "This wasn't me" link of
+# that event's email undoes (the feed marks them with activity.UNDOABLE; a unit test keeps the two equal).
+UNDOABLE = MFA_UNDOABLE | {EMAIL_CHANGED, IMPERSONATION_STARTED, SSO_LINKED}
+
+
+async def undo_in_place(ctx: Context, session: Session, event_id: str, *, ip: str) -> UndoResult:
+    """Undo one change of the signed-in account from its activity feed, as its email's "This wasn't me" link
+    would — the link works once, and so does this (they share the event's single use) — then end every
+    other session of the account. The caller re-authenticated (a stolen session alone cannot undo a
+    factor its owner just added); unlike the emailed link, the current session stays signed in."""
+    user = session.user
+    item = await activity_repo.event_item(ctx.pool, user.id, event_id) if is_uuid(event_id) else None
+    if item is None or item["type"] not in UNDOABLE:
+        raise NotFound("Nothing to undo here.")
+    key_id = item["detail"].get("key_id")
+    link = Link(user.id, event_id, item["type"], key_id if isinstance(key_id, str) else None, iso(item["at"]))
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        locked = await users_repo.get(conn, user.id, for_update=True)
+        if locked is None or await tokens_repo.not_me_spent(conn, event_id):
+            raise Conflict("This change was undone already.")
+        undone, two_factor_off = await _undo(conn, ctx, locked, link)
+        if not await tokens_repo.spend_not_me(conn, event_id, user.id):
+            raise Conflict("This change was undone already.")
+        await sessions_repo.delete_all(conn, user.id, except_hash=session.id_hash)
+        await sessions_repo.delete_viewing(conn, user.id)
+        if undone:
+            await enqueue(conn, ChangeUndone(user_id=user.id, undone_event_id=event_id, undone_type=item["type"],
+                                             two_factor_disabled=two_factor_off), source=SERVICE)
+        await audit.record(conn, user.id, "undone_in_place", ip=ip,
+                           detail=f"{'undid' if undone else 'could not undo'} {item['type']}; other sessions ended")
+    return UndoResult(item["type"] if undone else None, two_factor_off)
 
 
 async def _undo(conn: asyncpg.Connection, ctx: Context, user: User, link: Link) -> tuple[bool, bool]:

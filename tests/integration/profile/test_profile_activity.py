@@ -105,7 +105,8 @@ async def test_changes_appear_from_their_events_with_the_actor(portal: ProfileHa
     await _publish(portal, event)
     added = await _eventually(browser, "mfa.security_key_added")
     assert added == {"at": added["at"], "type": "mfa.security_key_added", "ip": "203.0.113.9",
-                     "user_agent": "Firefox/133", "detail": {"key_id": "k1", "name": "YubiKey <b>5</b>"}}
+                     "user_agent": "Firefox/133", "detail": {"key_id": "k1", "name": "YubiKey <b>5</b>"},
+                     "id": event.id, "undoable": True}
     await _publish(portal, event, wait=False)  # a redelivery ...
     # ... and after it an event about an account that does not exist: handled (not dead-lettered), writing
     # nothing. Once it is handled, so is the redelivery before it.
@@ -200,3 +201,38 @@ async def test_session_sign_outs_show_and_no_one_sees_another_accounts_feed(port
     assert admin_items and all(i["type"] == "sign_in" for i in admin_items)
     assert await portal.db.fetchval("SELECT count(*) FROM profile.activity WHERE user_id = $1",
                                     uuid.UUID(portal.admin_id)) == len(admin_items)
+
+
+async def test_a_change_is_undone_in_place_once_after_reauthentication(portal: ProfileHarness) -> None:
+    admin = await portal.signed_in(ADMIN_EMAIL)
+    assert (await admin.post(f"/api/admin/users/{portal.demo_id}/impersonate", {"reason": "Ticket 12"}))[0] == 200
+    other = await portal.signed_in()
+    browser = await portal.signed_in()
+    viewed = await _eventually(browser, "profile.impersonation_started")
+    assert viewed["undoable"] is True and viewed["id"]
+    assert all(i["undoable"] is False for i in (await _feed(browser))["items"] if i["type"] == "sign_in")
+
+    # A session that signed in long ago must re-authenticate first (a stolen session alone cannot undo).
+    await portal.db.execute("UPDATE profile.sessions SET auth_at = now() - interval '1 hour' WHERE user_id = $1",
+                            uuid.UUID(portal.demo_id))
+    status, body = await browser.post(f"/api/auth/activity/{viewed['id']}/undo")
+    assert status == 403 and body["type"].endswith("reauth-required")
+    assert (await browser.post("/api/auth/reauth", {"password": PASSWORD}))[0] == 204
+
+    status, body = await browser.post(f"/api/auth/activity/{viewed['id']}/undo")
+    assert status == 200 and body == {"undone": True, "two_factor_disabled": False}
+    status, admin_session = await admin.get("/api/auth/session")
+    assert status == 401 or admin_session["impersonator"] is None, "the admin's viewing session ended"
+    assert (await other.get("/api/profile"))[0] == 401, "every other session of the account ended"
+    assert (await browser.get("/api/profile"))[0] == 200, "the one that undid it stays signed in"
+    assert (await browser.post(f"/api/auth/activity/{viewed['id']}/undo"))[0] == 409, "once only"
+    again = await _eventually(browser, "profile.change_undone")
+    assert again["detail"]["undone_type"] == "profile.impersonation_started"
+    items = (await _feed(browser, "?limit=100"))["items"]
+    assert next(i for i in items if i["id"] == viewed["id"])["undoable"] is False
+
+    # Not a change of this account, not an event, not an id: nothing to undo.
+    admin = await portal.signed_in(ADMIN_EMAIL)  # (its viewing session ended with the undo)
+    admin_item = next(i for i in (await _feed(admin, "?limit=100"))["items"])
+    for target in (str(uuid.uuid4()), "not-an-id", admin_item["id"] or str(uuid.uuid4())):
+        assert (await browser.post(f"/api/auth/activity/{target}/undo"))[0] == 404
