@@ -58,6 +58,3 @@ def _add_trace(_logger: object, _name: str, event: dict) -> dict:
         event.setdefault("span_id", ids[1])
     return event
 
-
-def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)

@@ -19,6 +19,7 @@ import jinja2
 import structlog
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from portal_shared import tracing
+from portal_shared.clock import iso
 from portal_shared.doorbell import Doorbell
 from portal_shared.listen import listen_forever
 
@@ -175,7 +176,7 @@ class Dispatcher:
         if job.expires_at is not None and job.expires_at <= datetime.now(UTC):
             await repository.mark_expired(conn, job.id)
             EMAILS_EXPIRED.labels(job.type).inc()
-            log.info("email_expired", expires_at=job.expires_at.isoformat())
+            log.info("email_expired", expires_at=iso(job.expires_at))
             return False
         if job.recipient is None:
             # The user_created event has not arrived yet (events of different producers race): wait for it.

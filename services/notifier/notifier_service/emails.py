@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import jinja2
 from portal_shared import tokens
+from portal_shared.clock import iso
 from portal_shared.events import (
     ChangeUndone,
     EmailChanged,
@@ -122,7 +123,7 @@ def readable_utc(moment: datetime) -> str:
 
 def not_me_claims(job: Job) -> dict[str, str]:
     """What the "This wasn't me" link names, so profile can undo exactly that event (docs/internal-api.md)."""
-    claims = {"sub": job.user_id, "jti": job.event_id, "evt": job.type, "at": job.occurred_at.isoformat()}
+    claims = {"sub": job.user_id, "jti": job.event_id, "evt": job.type, "at": iso(job.occurred_at)}
     key_id = job.data.get("key_id")
     if isinstance(key_id, str) and key_id:
         claims["key"] = key_id
