@@ -57,10 +57,16 @@ def configure(service: str, *, environ: Mapping[str, str] | None = None,
     environ = os.environ if environ is None else environ
     if processor is None and not enabled_by(environ):
         return None
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))  # sampler: OTEL_TRACES_SAMPLER
-    provider.add_span_processor(processor or BatchSpanProcessor(_otlp_exporter()))
+    provider = build_provider(service, processor=processor)
     trace.set_tracer_provider(provider)
     instrument()
+    return provider
+
+
+def build_provider(service: str, *, processor: SpanProcessor | None = None) -> TracerProvider:
+    """A provider for `service`, not installed: the sampler and the exporter read the OTEL_* variables."""
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))  # sampler: OTEL_TRACES_SAMPLER
+    provider.add_span_processor(processor or BatchSpanProcessor(_otlp_exporter()))
     return provider
 
 

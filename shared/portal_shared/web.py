@@ -85,8 +85,12 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             f"{request.method} {route}", context=tracing.extract(request.headers), kind=SpanKind.SERVER,
             attributes={"http.request.method": request.method, "http.route": route},
             record_exception=False, set_status_on_exception=False) as span:
-        # With tracing off there is no span, but the gateway's trace id still goes into every log line.
-        if trace_id is not None and not span.get_span_context().is_valid:
+        # Bound for the request's log lines whether or not tracing is on (off, the span is the gateway's
+        # context, unrecorded): the trace id and the correlation id side by side.
+        span_context = span.get_span_context()
+        if span_context.is_valid:
+            structlog.contextvars.bind_contextvars(trace_id=format(span_context.trace_id, "032x"))
+        elif trace_id is not None:
             structlog.contextvars.bind_contextvars(trace_id=trace_id)
         started = time.perf_counter()
         try:
