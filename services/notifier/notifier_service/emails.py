@@ -84,14 +84,18 @@ NEW_ADDRESS_COPY = "new"
 # undoable). `undone` is what the undone event's own email named (method, key name), when the notifier has it.
 _KEY_REMOVED = "The security key {name}that was added was removed: it no longer signs in to your account."
 _APP_REMOVED = "The authenticator app that was set up was removed: its codes no longer sign in to your account."
-UNDONE_WORDS: dict[str, str] = {
-    "mfa.security_key_added": _KEY_REMOVED,
-    "mfa.totp_enabled": _APP_REMOVED,
-    "mfa.recovery_codes_regenerated": "The recovery codes that were generated were voided: none of them works.",
-    "profile.email_changed": "Your previous sign-in address was restored: it is this address again.",
-    "profile.impersonation_started": "The administrator's viewing session of your account was ended.",
-    "profile.sso_linked": "The single sign-on account that was linked to yours was unlinked.",
+UNDONE_WORDS: dict[type[Event], str] = {
+    SecurityKeyAdded: _KEY_REMOVED,
+    TotpEnabled: _APP_REMOVED,
+    RecoveryCodesRegenerated: "The recovery codes that were generated were voided: none of them works.",
+    EmailChanged: "Your previous sign-in address was restored: it is this address again.",
+    ImpersonationStarted: "The administrator's viewing session of your account was ended.",
+    SsoLinked: "The single sign-on account that was linked to yours was unlinked.",
 }
+# The undo event names the undone event by its wire type.
+_UNDONE_WORDS_BY_TYPE = {cls.type: words for cls, words in UNDONE_WORDS.items()}
+# Two-factor turned on by its first factor: the undone event's email knew which (its `method`).
+_FIRST_FACTOR = {"webauthn": SecurityKeyAdded.type, "totp": TotpEnabled.type}
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -143,13 +147,11 @@ def undone_words(data: dict[str, Any]) -> str | None:
     """The sentence saying what an undo reversed, or None when it reversed nothing beyond the sign-out."""
     undone_type = data.get("undone_type")
     undone = data.get("undone") if isinstance(data.get("undone"), dict) else {}
-    if undone_type == "mfa.two_factor_enabled":
-        # Two-factor was turned on by a key or by an app: the undone event's email knew which.
-        method = undone.get("method")
-        undone_type = {"webauthn": "mfa.security_key_added", "totp": "mfa.totp_enabled"}.get(method, undone_type)
-        if undone_type == "mfa.two_factor_enabled":
+    if undone_type == TwoFactorEnabled.type:
+        undone_type = _FIRST_FACTOR.get(undone.get("method"), undone_type)
+        if undone_type == TwoFactorEnabled.type:
             return "The security key or authenticator app that was added was removed."
-    words = UNDONE_WORDS.get(undone_type) if isinstance(undone_type, str) else None
+    words = _UNDONE_WORDS_BY_TYPE.get(undone_type) if isinstance(undone_type, str) else None
     if words is None:
         return None
     name = undone.get("name")
