@@ -200,3 +200,25 @@ async def test_a_reset_link_that_expired_before_sending_is_not_sent(notifier, pu
     assert [m["Message-ID"] for m in smtp_sink.messages] == [f"<{fresh.id}@portal>"]
     rows = await db.fetch("SELECT id, status FROM email_jobs ORDER BY id")
     assert {r["id"]: r["status"] for r in rows} == {stale.id: "expired", invite.id: "expired", fresh.id: "sent"}
+
+
+async def test_a_hostile_user_agent_reaches_the_new_device_email_escaped_and_bounded(
+        notifier, publish, make_user, smtp_sink: SmtpSink) -> None:
+    uid, address = await make_user(name="Ada Lovelace")
+    hostile = "<script>alert(1)</script>" + "A" * 5000
+    [envelope] = await publish(NewDeviceSignIn(user_id=uid, session_id=str(uuid.uuid4()), ip="198.51.100.4",
+                                               user_agent=hostile))
+    # A sentinel published after it: once its email is in, a second copy of the first would be too.
+    [sentinel] = await publish(PasswordChanged(user_id=uid, method="change"))
+    await smtp_sink.wait_for(2)
+    assert len(by_message_id(smtp_sink, sentinel)) == 1
+    [message] = by_message_id(smtp_sink, envelope)
+    assert len(smtp_sink.messages) == 2
+    assert message["X-Portal-Event"] == "profile.new_device_sign_in" and message["To"] == address
+    assert message["Subject"] == "New sign-in to your Client Portal account"
+    text, html = parts(message)
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "A" * 300 not in text and "A" * 300 not in html, "the user agent is shown truncated"
+    assert "198.51.100.4" in text and "198.51.100.4" in html
+    assert re.search(r"http://localhost:8080/portal/not-me\?token=[^\s\"<]+", text), "This wasn't me"
+    assert len(message.as_bytes()) < 20_000, "5,000 characters of user agent do not go out whole"
