@@ -20,6 +20,8 @@ import ssl
 from dataclasses import dataclass
 
 import aiosmtplib
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from portal_shared import tracing
 
 BAD_SEQUENCE = 503      # RFC 5321 §4.2.4: the session's state, never the message's fault
 SERVICE_CLOSING = 421   # the server is closing the connection
@@ -61,13 +63,26 @@ class Mailer:
         self.unreachable_streak = 0  # connection attempts that failed in a row
 
     async def send(self, message: bytes, *, sender: str, recipient: str, smtputf8: bool = False) -> None:
-        """Send `message` (its CRLF-ended bytes) to one recipient; `smtputf8` when the address is not ASCII."""
-        try:
-            await self._send_once(message, sender=sender, recipient=recipient, smtputf8=smtputf8,
-                                  reused=self.connected)
-        except _StaleSession:
-            # The server dropped the session while it sat idle: reconnect once now rather than back off.
-            await self._send_once(message, sender=sender, recipient=recipient, smtputf8=smtputf8, reused=False)
+        """Send `message` (its CRLF-ended bytes) to one recipient; `smtputf8` when the address is not ASCII.
+
+        One CLIENT span, a child of the job's: the server and whether the session was reused; never the
+        addresses or the message, and on failure only the error's type (its text may quote an address)."""
+        attributes = {"server.address": self._options.host, "server.port": self._options.port,
+                      "smtp.session_reused": self.connected}
+        with tracing.tracer("notifier").start_as_current_span(
+                "smtp send", kind=SpanKind.CLIENT, attributes=attributes, record_exception=False,
+                set_status_on_exception=False) as span:
+            try:
+                try:
+                    await self._send_once(message, sender=sender, recipient=recipient, smtputf8=smtputf8,
+                                          reused=self.connected)
+                except _StaleSession:
+                    # The server dropped the session while it sat idle: reconnect once now rather than back off.
+                    await self._send_once(message, sender=sender, recipient=recipient, smtputf8=smtputf8,
+                                          reused=False)
+            except BaseException as exc:
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
 
     async def _send_once(self, message: bytes, *, sender: str, recipient: str, smtputf8: bool,
                          reused: bool) -> None:

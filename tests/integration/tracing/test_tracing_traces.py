@@ -90,6 +90,8 @@ async def test_a_forgot_password_request_is_one_trace_to_the_smtp_send(
         "the consumer's SQL is its child"
     assert scope(sent) == "portal.notifier" and sent.attributes["email.type"] == "profile.password_reset_requested"
     assert sent.start_time >= consume.start_time >= publish.start_time >= server.start_time
+    smtp = await until_span(spans, lambda s: s.name == "smtp send" and parent_id(s) == sent.context.span_id)
+    assert smtp.kind is SpanKind.CLIENT and smtp.attributes["server.port"] == smtp_sink.port
 
     link = re.search(r"https?://\S*token=[A-Za-z0-9._~-]+", email.get_body().get_content())  # type: ignore[union-attr]
     assert link is not None
