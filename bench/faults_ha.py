@@ -16,30 +16,22 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import asyncpg
-from portal_devstack.stack import LocalStack
 from portal_shared import db
 from portal_shared.events import Event, PasswordChanged
 
 from bench.faults_stack import FaultStack, MailCounter, http_ok, wait_until
 from bench.report import Figure
 from tests.support.portal_client import Portal
-from tests.support.stack import DEMO_PASSWORD, throwaway_stack
+from tests.support.stack import DEMO_PASSWORD, throwaway_ha_stack
 
 SERVICES = ("profile", "mfa", "notifier")
 NOTIFIER_QUEUE = "notifier.events"
 
 
-def ha_stack() -> LocalStack:
-    stack = throwaway_stack()
-    stack.rabbitmq_nodes = 3
-    stack.postgres_standby = True
-    return stack
-
-
 @asynccontextmanager
 async def running_ha_stack() -> AsyncIterator[FaultStack]:
     """An HA stack with a FaultStack on it whose pools use the services' own multi-host DSNs."""
-    stack = ha_stack()
+    stack = throwaway_ha_stack()
     fs = FaultStack(stack)
     try:
         await asyncio.to_thread(stack.start)
@@ -128,6 +120,37 @@ async def broker_leader_kill(fs: FaultStack, *, events: int = 1000) -> Outcome:
     outcome.lost, outcome.duplicates = fs.mail.outcome(outcome.events)
     new_leader = cluster.queue("/", NOTIFIER_QUEUE).get("leader")
     outcome.note = f"killed {leader} (members {members}); new leader {new_leader}; node back and rejoined"
+    return outcome
+
+
+async def quorum_loss(fs: FaultStack, *, events: int = 500, outage: float = 30.0) -> Outcome:
+    """One node SIGKILLed, then a second stopped for `outage` seconds (1 of 3 left: no quorum, publishes
+    wait unconfirmed, the outbox keeps the rows): every event arrives once both are back."""
+    cluster = fs.stack.rabbit_cluster
+    assert cluster is not None and fs.mail is not None
+    users = await _users(fs)
+    first, second = cluster.nodes[0], cluster.nodes[1]
+    outcome = Outcome()
+    writer = asyncio.create_task(_burst(fs, users, events, outcome.events, pause=outage / (events / 10) * 1.5))
+    await wait_until(lambda: _async(len(outcome.events) >= events // 5), within=60, interval=0.02)
+    await asyncio.to_thread(first.kill)
+    await asyncio.to_thread(second.stop)
+    stopped_at = time.monotonic()
+    unsent_peak = 0
+    while time.monotonic() - stopped_at < outage:  # the outage itself: bounded, its length is the scenario
+        unsent_peak = max(unsent_peak, await fs.unsent("profile"))
+        await asyncio.sleep(0.5)
+    await asyncio.to_thread(second.start)
+    await asyncio.to_thread(cluster.restart_node, first)
+    back_at, written = time.monotonic(), len(outcome.events)
+    back = await wait_until(lambda: _async(_flowing_since(fs, outcome.events, written)), within=120, interval=0.1)
+    outcome.recovered_seconds = time.monotonic() - back_at if back else None
+    await writer
+    outcome.all_emails_seconds = await fs.mail.wait_all(outcome.events, within=180)
+    await _quiet_period(fs, outcome.events)
+    outcome.lost, outcome.duplicates = fs.mail.outcome(outcome.events)
+    outcome.note = (f"{first.node_name} killed, {second.node_name} stopped {outage:.0f} s; up to {unsent_peak} "
+                    f"outbox rows unsent meanwhile")
     return outcome
 
 
@@ -229,3 +252,10 @@ async def postgres_promotion(_: FaultStack | None = None) -> list[Figure]:
     """`make faults` entry: its own HA stack; the primary killed and the standby promoted."""
     async with running_ha_stack() as fs:
         return figures("postgres primary killed, standby promoted, 500 events", await postgres_failover(fs))
+
+
+async def rabbitmq_quorum_loss(_: FaultStack | None = None) -> list[Figure]:
+    """`make faults` entry: its own HA stack; 2 of 3 nodes away for 30 s, then back."""
+    async with running_ha_stack() as fs:
+        return figures("rabbitmq quorum lost 30 s (1 of 3 nodes left), 500 events", await quorum_loss(fs),
+                       recover_goal=30.0)

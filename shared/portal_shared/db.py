@@ -64,10 +64,56 @@ async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
         raise NoPrimaryError(str(exc)) from exc
 
 
+class _Connection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool connection that reports a connection broken under an operation as broken.
+
+    When the server vanishes mid-operation (its primary killed), asyncpg sometimes answers the next call on
+    that connection with InternalClientError "cannot switch to state N; another operation (2) is in
+    progress" instead of ConnectionDoesNotExistError (seen in the HA failover test). Callers treat the
+    latter as "database down" (503, consumers wait and retry); the former looked like a bug: a 500, or
+    the notifier's email job crashing after its send and sending again. So: terminate the connection
+    (the pool replaces it) and raise ConnectionDoesNotExistError."""
+
+    def _broken(self, exc: Exception) -> Exception:
+        self.terminate()
+        return asyncpg.exceptions.ConnectionDoesNotExistError(f"connection broke under an operation: {exc}")
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute(*args, **kwargs)
+        except asyncpg.exceptions.InternalClientError as exc:
+            raise self._broken(exc) from exc
+
+    async def executemany(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().executemany(*args, **kwargs)
+        except asyncpg.exceptions.InternalClientError as exc:
+            raise self._broken(exc) from exc
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().fetch(*args, **kwargs)
+        except asyncpg.exceptions.InternalClientError as exc:
+            raise self._broken(exc) from exc
+
+    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().fetchval(*args, **kwargs)
+        except asyncpg.exceptions.InternalClientError as exc:
+            raise self._broken(exc) from exc
+
+    async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().fetchrow(*args, **kwargs)
+        except asyncpg.exceptions.InternalClientError as exc:
+            raise self._broken(exc) from exc
+
+
 async def create_pool(dsn: str, *, schema: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
         connect=connect,
+        connection_class=_Connection,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,

@@ -17,3 +17,11 @@ def throwaway_stack() -> LocalStack:
     # <tmp>/var, as in the repo: tools run in <tmp> (portal-admin) find the stack's data in ./var.
     return LocalStack(var=Path(tempfile.mkdtemp(prefix="portal-stack-")) / "var", ports=ports,
                       demo_password=DEMO_PASSWORD, log_format="json")
+
+
+def throwaway_ha_stack() -> LocalStack:
+    """The same, highly available (#16): 3 clustered RabbitMQ nodes and a synchronous Postgres standby."""
+    stack = throwaway_stack()
+    stack.rabbitmq_nodes = 3
+    stack.postgres_standby = True
+    return stack
