@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import pyotp
 import pytest
 from playwright.sync_api import Page, expect
 from portal_shared.events import ALL_EVENTS
@@ -235,4 +236,44 @@ def test_show_more_pages_through_without_repeats_and_an_empty_list(page: Page, p
     expect(rows(page)).to_have_count(0)
     expect(more).to_be_hidden()
     check(page, "security-activity-empty")
+    page_watch.assert_clean()
+
+
+def test_a_change_is_undone_from_its_row_after_reauthentication(page: Page, page_watch: PageWatch,
+                                                                  real: Real) -> None:
+    user = real.new_user("activity-undo")
+    secret, _codes = real.enable_totp(user, key_name="Unknown key")
+    wait_for_activity(real, user, "mfa.security_key_added")
+    submit_email_then_password(page, real.base_url, user.email, user.password)
+    expect(page.get_by_role("heading", name="Two-step verification")).to_be_visible()
+    authenticator = page.get_by_role("button", name="Authenticator App", exact=True)
+    if authenticator.is_visible():
+        authenticator.click()
+    # The next step's code: the one of this step was spent turning the app on.
+    page.get_by_label("Authentication code").fill(pyotp.TOTP(secret).at(time.time() + 30))
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_url(re.compile(r"/portal/profile"))
+    wait_ready(page)
+    page.get_by_role("tab", name="Security").click()
+    added = rows(page).filter(has_text="Security key added")
+    expect(rows(page).filter(has_text="Signed in").first.get_by_role("button", name=re.compile("^Undo"))) \
+        .to_have_count(0)
+    real.age_browser_session(page)  # signed in 11 minutes ago: the undo asks to confirm it's you first
+    page_watch.allow(r"status of 403")  # the server's reauth-required answer, which opens the dialog
+    added.get_by_role("button", name="Undo: Security key added").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("every other session of your account will be signed out")
+    dialog.get_by_role("button", name="Undo").click()
+    reauth = page.get_by_role("dialog")
+    expect(reauth).to_contain_text("Confirm it's you")
+    reauth.get_by_label("Password").fill(user.password)
+    reauth.get_by_role("button", name="Confirm").click()
+    expect(page.locator("#activity-status")).to_contain_text("Undone: Security key added")
+    page.reload()
+    wait_ready(page)
+    page.get_by_role("tab", name="Security").click()
+    expect(page.get_by_role("button", name="Remove Unknown key")).to_have_count(0)  # the key is gone
+    added = rows(page).filter(has_text="Security key added")
+    expect(added.get_by_role("button", name=re.compile("^Undo"))).to_have_count(0)  # once only
+    check(page, "security-activity-undone")
     page_watch.assert_clean()
