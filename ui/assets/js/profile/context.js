@@ -14,10 +14,14 @@ export const user = () => (state.session && state.session.user) || {};
 /** False only when the server says so: an account without a password signs in with single sign-on. */
 export const hasPassword = () => user().has_password !== false;
 
-/** To the sign-in page, which brings the browser back here (this tab included) once signed in. */
+/**
+ * To the sign-in page, which brings the browser back here (this tab included) once signed in. The plain
+ * Profile page is where a sign-in lands anyway: it needs no `next`.
+ */
 export function toLogin() {
   const here = window.location.pathname + window.location.search;
-  window.location.replace(`${LOGIN}?next=${encodeURIComponent(here)}`);
+  const plain = here === "/portal/profile" || here === "/portal/profile/";
+  window.location.replace(plain ? LOGIN : `${LOGIN}?next=${encodeURIComponent(here)}`);
 }
 
 /** Any 401 means the session ended: go back to sign in. Returns true when it handled the error. */
