@@ -9,7 +9,7 @@ import asyncpg
 from portal_shared.events import EmailChanged, ImpersonationStarted, UserCreated, UserInvited, UserUpdated
 from portal_shared.outbox import enqueue
 
-from profile_service import audit, sessions, sessions_repo, tokens_repo, users_repo
+from profile_service import activity_repo, audit, sessions, sessions_repo, tokens_repo, users_repo
 from profile_service.bodies import UNSTORABLE, storable_text
 from profile_service.config import SERVICE
 from profile_service.context import Context
@@ -205,6 +205,10 @@ async def stop_impersonation(ctx: Context, admin: Session, *, ip: str) -> str:
         await audit.record(conn, user.id, "impersonation_stopped", ip=ip,
                            detail=f"{admin.user.name} <{admin.user.email}>")
         await audit.record(conn, admin.user.id, "impersonation_stopped", ip=ip, detail=user.email)
+        # The viewed user's activity shows when the viewing ended, beside its start (the event's item).
+        await activity_repo.record(conn, user.id, "impersonation_stopped", ip=ip, user_agent=admin.user_agent,
+                                   detail={"admin_id": admin.user.id, "admin_name": admin.user.name,
+                                           "reason": admin.impersonation_reason or ""})
     return raw
 
 

@@ -125,6 +125,11 @@ async def test_an_admin_viewing_the_account_shows_who_and_why(portal: ProfileHar
     browser = await portal.signed_in()
     viewed = await _eventually(browser, "profile.impersonation_started")
     assert viewed["detail"]["admin_name"] == "MSP Admin" and viewed["detail"]["reason"] == "Ticket 9: invoices"
+    assert (await admin.post("/api/admin/impersonation/stop"))[0] == 200
+    ended = await _eventually(browser, "impersonation_stopped")
+    assert ended["detail"] == {"admin_id": portal.admin_id, "admin_name": "MSP Admin", "reason": "Ticket 9: invoices"}
+    assert (await admin.post(f"/api/admin/users/{portal.demo_id}/impersonate", {"reason": "Ticket 9: again"}))[0] \
+        == 200
     # While viewing, the admin sees the account's Security tab as its owner does; afterwards their own again.
     assert any(i["type"] == "profile.impersonation_started" for i in (await _feed(admin, "?limit=100"))["items"])
     assert (await admin.post("/api/admin/impersonation/stop"))[0] == 200

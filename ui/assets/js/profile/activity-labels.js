@@ -46,7 +46,7 @@ const LABELS = {
     title: "An MSP admin viewed your account",
     detail: [text(d.admin_name), text(d.reason) ? `Reason: ${text(d.reason)}` : ""].filter(Boolean).join(" · "),
   }),
-  "profile.impersonation_stopped": (d) => ({ title: "An MSP admin stopped viewing your account", detail: text(d.admin_name) }),
+  impersonation_stopped: (d) => ({ title: "An MSP admin stopped viewing your account", detail: text(d.admin_name) }),
   "profile.new_device_sign_in": () => ({ title: "Sign-in from a new device" }),
   "profile.sso_linked": (d) => ({ title: "Single sign-on linked to your account", detail: text(d.issuer) }),
   "profile.change_undone": (d) => {
