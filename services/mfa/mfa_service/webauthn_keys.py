@@ -14,7 +14,13 @@ from typing import Any
 
 import asyncpg
 import structlog
-from portal_shared.events import SecurityKeyAdded, SecurityKeyRemoved, TwoFactorDisabled, TwoFactorEnabled
+from portal_shared.events import (
+    SecurityKeyAdded,
+    SecurityKeyRemoved,
+    SecurityKeyRenamed,
+    TwoFactorDisabled,
+    TwoFactorEnabled,
+)
 from portal_shared.outbox import enqueue
 from webauthn import (
     generate_authentication_options,
@@ -153,9 +159,15 @@ class WebAuthnService:
         return Registered(key, codes)
 
     async def rename(self, identity: Identity, key_id: uuid.UUID, name: object) -> Credential:
-        key = await credentials_repo.rename(self._pool, key_id, identity.user_id, clean_name(name))
-        if key is None:
-            raise NotFound("No such security key.")
+        new_name = clean_name(name)
+        async with self._pool.acquire() as conn, conn.transaction():
+            renamed = await credentials_repo.rename(conn, key_id, identity.user_id, new_name)
+            if renamed is None:
+                raise NotFound("No such security key.")
+            key, old_name = renamed
+            if old_name != key.name:  # the same name again changes nothing and says nothing
+                await enqueue(conn, SecurityKeyRenamed(user_id=identity.user_id, key_id=str(key.id), name=key.name,
+                                                       old_name=old_name), source="mfa")
         return key
 
     async def remove(self, identity: Identity, key_id: uuid.UUID) -> None:

@@ -106,6 +106,15 @@ class SecurityKeyRemoved(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class SecurityKeyRenamed(Event):
+    """A key's name changed (beyond the contract's table: the user's activity shows every factor change)."""
+    type: ClassVar[str] = "mfa.security_key_renamed"
+    key_id: str
+    name: str
+    old_name: str
+
+
+@dataclass(frozen=True, slots=True)
 class RecoveryCodesRegenerated(Event):
     type: ClassVar[str] = "mfa.recovery_codes_regenerated"
     count: int
@@ -162,6 +171,7 @@ class NewDeviceSignIn(Event):
 ALL_EVENTS: tuple[type[Event], ...] = (
     UserCreated, UserUpdated, UserInvited, PasswordResetRequested, PasswordChanged, ImpersonationStarted,
     TwoFactorEnabled, TwoFactorDisabled, TotpEnabled, TotpDisabled, SecurityKeyAdded, SecurityKeyRemoved,
+    SecurityKeyRenamed,
     RecoveryCodesRegenerated, RecoveryCodeUsed, MfaResetByAdmin, EmailChanged, ChangeUndone, SsoLinked,
     NewDeviceSignIn,
 )

@@ -175,6 +175,11 @@ async def test_rename_and_remove(mfa: Mfa) -> None:
     key_id, second_id = first["key"]["id"], second["key"]["id"]
     status, body = await mfa.call("PATCH", f"/api/mfa/webauthn/{key_id}", user, {"name": "Renamed"})
     assert status == 200 and body["name"] == "Renamed" and body["id"] == key_id
+    assert (await mfa.events(user))[-1] == ("mfa.security_key_renamed", {
+        "user_id": user, "key_id": key_id, "name": "Renamed", "old_name": "One"})
+    renamed_events = len(await mfa.events(user))
+    assert (await mfa.call("PATCH", f"/api/mfa/webauthn/{key_id}", user, {"name": "Renamed"}))[0] == 200
+    assert len(await mfa.events(user)) == renamed_events, "the same name again changes nothing, says nothing"
     assert (await mfa.call("PATCH", f"/api/mfa/webauthn/{key_id}", user, {"name": ""}))[0] == 422
     assert (await mfa.call("PATCH", f"/api/mfa/webauthn/{key_id}", other, {"name": "Mine"}))[0] == 404
     assert (await mfa.call("DELETE", f"/api/mfa/webauthn/{key_id}", other))[0] == 404
@@ -182,7 +187,7 @@ async def test_rename_and_remove(mfa: Mfa) -> None:
 
     status, body = await mfa.call("DELETE", f"/api/mfa/webauthn/{key_id}", user, auth_age=601)
     assert status == 403 and body["type"].endswith("reauth-required")
-    assert len(await mfa.events(user)) == events_before  # rename emits nothing, a refused delete neither
+    assert len(await mfa.events(user)) == events_before  # a refused delete emits nothing
     status, _ = await mfa.call("DELETE", f"/api/mfa/webauthn/{key_id}", user, auth_age=3600, reauth_age=60)
     assert status == 204
     assert (await mfa.events(user))[-1] == ("mfa.security_key_removed",
@@ -196,7 +201,8 @@ async def test_rename_and_remove(mfa: Mfa) -> None:
     assert view == {"two_factor_enabled": False, "totp": {"enabled": False, "enabled_at": None},
                     "security_keys": [], "recovery_codes": None}
     assert [t for t, _ in await mfa.events(user)] == [
-        "mfa.two_factor_enabled", "mfa.security_key_added", "mfa.security_key_removed", "mfa.two_factor_disabled"]
+        "mfa.two_factor_enabled", "mfa.security_key_added", "mfa.security_key_renamed", "mfa.security_key_removed",
+        "mfa.two_factor_disabled"]
 
 
 async def test_every_check_answers_the_codes_left(mfa: Mfa) -> None:

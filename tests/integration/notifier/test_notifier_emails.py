@@ -23,6 +23,7 @@ from portal_shared.events import (
     RecoveryCodeUsed,
     SecurityKeyAdded,
     SecurityKeyRemoved,
+    SecurityKeyRenamed,
     SsoLinked,
     TotpDisabled,
     TotpEnabled,
@@ -88,6 +89,9 @@ async def test_every_event_type_sends_exactly_one_email(notifier, publish, make_
                                    ["Office key", "was added"]),
         "mfa.security_key_removed": (SecurityKeyRemoved(user_id=uid, key_id="k2", name="Office key"), address,
                                      ["Office key", "was removed"]),
+        "mfa.security_key_renamed": (
+            SecurityKeyRenamed(user_id=uid, key_id="k2", name="Desk key", old_name="Office key"),
+            address, ["Office key", "Desk key", "renamed"]),
         "mfa.recovery_codes_regenerated": (RecoveryCodesRegenerated(user_id=uid, count=10), address,
                                            ["10 recovery codes", "never sent by email"]),
         "mfa.recovery_code_used": (RecoveryCodeUsed(user_id=uid, remaining=2), address,
@@ -138,7 +142,7 @@ async def test_every_event_type_sends_exactly_one_email(notifier, publish, make_
         assert (claims["sub"], claims["jti"], claims["evt"]) == (uid, envelope.id, event_type)
         assert datetime.fromisoformat(claims["at"]) == datetime.fromisoformat(envelope.occurred_at)
         assert claims.get("key") == {"mfa.two_factor_enabled": "k1", "mfa.security_key_added": "k2",
-                                     "mfa.security_key_removed": "k2"}.get(event_type)
+                                     "mfa.security_key_removed": "k2", "mfa.security_key_renamed": "k2"}.get(event_type)
 
     # The sentinel's job is marked sent just after the server accepted its message: wait for that mark.
     await until(lambda: db.fetchval("SELECT status = 'sent' FROM email_jobs WHERE event_id = $1", sentinel.id))

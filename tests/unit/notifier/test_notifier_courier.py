@@ -67,7 +67,8 @@ def test_the_defaults_bound_the_work_in_flight() -> None:
 CONTRACT_EVENTS = {
     "profile.user_created", "profile.user_updated", "profile.user_invited", "profile.password_reset_requested",
     "profile.password_changed", "mfa.two_factor_enabled", "mfa.two_factor_disabled", "mfa.totp_enabled",
-    "mfa.totp_disabled", "mfa.security_key_added", "mfa.security_key_removed", "mfa.recovery_codes_regenerated",
+    "mfa.totp_disabled", "mfa.security_key_added", "mfa.security_key_removed",
+    "mfa.security_key_renamed", "mfa.recovery_codes_regenerated",
     "mfa.recovery_code_used", "mfa.reset_by_admin", "profile.impersonation_started", "profile.email_changed",
     "profile.sso_linked", "profile.new_device_sign_in", "profile.change_undone",
 }

@@ -50,6 +50,7 @@ SAMPLE_DATA: dict[str, dict[str, object]] = {
     "mfa.two_factor_disabled": {"method": "webauthn", "key_id": "k", "name": "K"},
     "mfa.totp_enabled": {}, "mfa.totp_disabled": {},
     "mfa.security_key_added": {"key_id": "k", "name": "K"}, "mfa.security_key_removed": {"key_id": "k", "name": "K"},
+    "mfa.security_key_renamed": {"key_id": "k", "name": "New", "old_name": "Old"},
     "mfa.recovery_codes_regenerated": {"count": 10}, "mfa.recovery_code_used": {"remaining": 5},
     "mfa.reset_by_admin": {"admin_id": "a"},
     "profile.email_changed": {"old_email": "ada@client.example", "new_email": "ada@new.example"},

@@ -56,10 +56,13 @@ SELECT id, user_id, credential_id, public_key, sign_count, transports, aaguid, b
        created_at, last_used_at
 FROM webauthn_credentials WHERE credential_id = $1
 """
+# The name before the change comes back too (`old_name`): the rename's event reports both.
 RENAME = """
-UPDATE webauthn_credentials SET name = $3 WHERE id = $1 AND user_id = $2
-RETURNING id, user_id, credential_id, public_key, sign_count, transports, aaguid, backed_up, passkey, name,
-          created_at, last_used_at
+UPDATE webauthn_credentials c SET name = $3
+FROM (SELECT id, name FROM webauthn_credentials WHERE id = $1 AND user_id = $2 FOR UPDATE) old
+WHERE c.id = old.id
+RETURNING c.id, c.user_id, c.credential_id, c.public_key, c.sign_count, c.transports, c.aaguid, c.backed_up,
+          c.passkey, c.name, c.created_at, c.last_used_at, old.name AS old_name
 """
 DELETE = """
 DELETE FROM webauthn_credentials WHERE id = $1 AND user_id = $2
@@ -104,9 +107,10 @@ async def by_credential_id(conn: asyncpg.Connection | asyncpg.Pool, credential_i
 
 
 async def rename(conn: asyncpg.Connection | asyncpg.Pool, key_id: uuid.UUID, user_id: str,
-                 name: str) -> Credential | None:
+                 name: str) -> tuple[Credential, str] | None:
+    """The renamed key and its previous name, or None when the user has no such key."""
     record = await conn.fetchrow(RENAME, key_id, user_id, name)
-    return _credential(record) if record else None
+    return (_credential(record), record["old_name"]) if record else None
 
 
 async def delete(conn: asyncpg.Connection, key_id: uuid.UUID, user_id: str) -> Credential | None:
