@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -93,8 +94,12 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         elif trace_id is not None:
             structlog.contextvars.bind_contextvars(trace_id=trace_id)
         started = time.perf_counter()
+        # A request the sampler dropped (or tracing off) runs without instrumentation: no SQL or client
+        # spans to build and throw away. Callees decide alike (`traceidratio` decides by the trace id).
+        quiet = tracing.untraced() if not span.is_recording() else contextlib.nullcontext()
         try:
-            response = await handler(request)
+            with quiet:
+                response = await handler(request)
         except web.HTTPException as exc:  # a redirect raised past problem_errors
             span.set_attribute("http.response.status_code", exc.status)
             raise
