@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import secrets
@@ -94,12 +93,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         elif trace_id is not None:
             structlog.contextvars.bind_contextvars(trace_id=trace_id)
         started = time.perf_counter()
-        # A request the sampler dropped (or tracing off) runs without instrumentation: no SQL or client
-        # spans to build and throw away. Callees decide alike (`traceidratio` decides by the trace id).
-        quiet = tracing.untraced() if not span.is_recording() else contextlib.nullcontext()
+        # Not suppressed when the sampler dropped the request: the aiohttp client instrumentation is what
+        # sends the traceparent on to mfa, so mfa's log lines keep this trace id and decide alike.
         try:
-            with quiet:
-                response = await handler(request)
+            response = await handler(request)
         except web.HTTPException as exc:  # a redirect raised past problem_errors
             span.set_attribute("http.response.status_code", exc.status)
             raise
