@@ -9,10 +9,10 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from portal_shared.actor import MAX_USER_AGENT, Actor
+from portal_shared.clock import now_iso
 from portal_shared.events.contracts import REGISTRY, Event
 
 # W3C Trace Context §3.2 (version 00); anything else is dropped, never a reason to refuse the event.
@@ -43,7 +43,7 @@ class Envelope:
             id=event_id,
             type=event.type,
             version=event.version,
-            occurred_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            occurred_at=now_iso(),
             source=source,
             correlation_id=correlation_id or event_id,
             event=event,
