@@ -140,11 +140,14 @@ async def quorum_loss(fs: FaultStack, *, events: int = 500, outage: float = 30.0
     while time.monotonic() - stopped_at < outage:  # the outage itself: bounded, its length is the scenario
         unsent_peak = max(unsent_peak, await fs.unsent("profile"))
         await asyncio.sleep(0.5)
-    await asyncio.to_thread(second.start)
-    await asyncio.to_thread(cluster.restart_node, first)
-    back_at, written = time.monotonic(), len(outcome.events)
-    back = await wait_until(lambda: _async(_flowing_since(fs, outcome.events, written)), within=120, interval=0.1)
+    await asyncio.to_thread(second.start)  # 2 of 3 again: the quorum is back
+    # Recovered: everything committed up to the quorum's return is emailed (the burst may be over by then,
+    # so "an event written afterwards arrives" would wait for nothing). The killed node returns after.
+    back_at, backlog = time.monotonic(), list(outcome.events)
+    back = await wait_until(lambda: _async(fs.mail is not None and fs.mail.arrived(backlog) == len(backlog)),
+                            within=120, interval=0.1)
     outcome.recovered_seconds = time.monotonic() - back_at if back else None
+    await asyncio.to_thread(cluster.restart_node, first)
     await writer
     outcome.all_emails_seconds = await fs.mail.wait_all(outcome.events, within=180)
     await _quiet_period(fs, outcome.events)

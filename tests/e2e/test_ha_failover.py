@@ -34,16 +34,17 @@ async def test_every_quorum_queue_has_a_member_on_each_of_the_3_nodes(ha: FaultS
         assert sorted(members) == sorted(n.node_name for n in cluster.nodes), (service, members)  # type: ignore[arg-type]
 
 
-# Known broken (RabbitMQ 3.10.8, seen here): a confirm channel whose first publish reaches a quorum queue
-# while its leader is being elected is nacked for good (a fresh channel is acked at once). The relay keeps
-# its channel after a nack and backs the rows off up to 5 minutes, so nothing is lost but the flow waits
-# until the killed node returns. Fix in relay.py: drop the channel on a nack too. Strict: passes => fails.
-@pytest.mark.xfail(strict=True, reason="relay keeps a channel RabbitMQ nacks for good after a leader election")
 async def test_killing_the_queue_leader_mid_burst_loses_and_duplicates_nothing(ha: FaultStack) -> None:
     outcome = await faults_ha.broker_leader_kill(ha, events=300)
     assert outcome.all_emails_seconds is not None, f"not every email arrived ({outcome.lost} missing)"
     assert (outcome.lost, outcome.duplicates) == (0, 0), outcome.note
-    assert outcome.recovered_seconds is not None and outcome.recovered_seconds <= 10, outcome
+    if outcome.recovered_seconds is None or outcome.recovered_seconds > 10:
+        # Known broken, timing-dependent (RabbitMQ 3.10.8, reproduced): a confirm channel whose first
+        # publish reaches a quorum queue while its leader is being elected is nacked for good (a fresh
+        # channel is acked at once). The relay keeps its channel after a nack and backs the rows off, so
+        # nothing is lost but the flow waits for the killed node to return. Fix in relay.py: drop the
+        # channel on a nack too; then make this an assertion.
+        pytest.xfail(f"events flowed again only after {outcome.recovered_seconds} s (relay nack channel)")
 
 
 async def test_promoting_the_standby_keeps_every_event_and_session_without_a_restart(ha: FaultStack) -> None:
