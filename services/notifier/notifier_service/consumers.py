@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
+from portal_shared import tracing
 from portal_shared.consumer import Handler, OneStatement, PermanentError, Statement
 from portal_shared.events import (
     ALL_EVENTS,
@@ -72,6 +73,7 @@ def email_statement(envelope: Envelope) -> Statement:
         event_id=envelope.id, type=envelope.type, user_id=event.user_id, copies=copies(envelope),
         data=dataclasses.asdict(event), occurred_at=parse_timestamp(envelope.occurred_at, field="occurred_at"),
         expires_at=expires_at, correlation_id=envelope.correlation_id,
+        traceparent=tracing.current_traceparent(),  # built inside the consume span: the send continues it
     )
 
 

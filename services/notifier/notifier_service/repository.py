@@ -30,12 +30,12 @@ WHERE users.event_at <= EXCLUDED.event_at
 # projection says by then.
 _INSERT_JOBS = """
 INSERT INTO email_jobs (id, event_id, variant, type, user_id, recipient, data, occurred_at, expires_at,
-                        correlation_id)
+                        correlation_id, traceparent)
 SELECT copy.id, $4::text, copy.variant, $5::text, $6::text, coalesce(copy.recipient, o.data ->> 'old_email'),
        CASE WHEN o.id IS NULL THEN $7::jsonb
             ELSE $7::jsonb || jsonb_build_object('undone', jsonb_build_object('method', o.data -> 'method',
                                                                               'name', o.data -> 'name')) END,
-       $8::timestamptz, $9::timestamptz, $10::text
+       $8::timestamptz, $9::timestamptz, $10::text, $14::text
 FROM unnest($11::text[], $12::text[], $13::text[]) AS copy (id, variant, recipient)
 LEFT JOIN email_jobs o ON o.id = $7::jsonb ->> 'undone_event_id' AND o.user_id = $6::text
 WHERE EXISTS (SELECT 1 FROM claimed)
@@ -57,7 +57,7 @@ WITH due AS (
     RETURNING j.*
 )
 SELECT c.id, c.event_id, c.variant, c.type, c.user_id, c.data, c.occurred_at, c.expires_at, c.attempts,
-       c.correlation_id,
+       c.correlation_id, c.traceparent,
        coalesce(c.recipient, u.email) AS recipient, u.name AS user_name
 FROM claimed c LEFT JOIN users u ON u.user_id = c.user_id
 ORDER BY c.next_attempt_at
@@ -120,6 +120,7 @@ class Job:
     recipient: str | None
     user_name: str | None
     correlation_id: str | None = None
+    traceparent: str | None = None  # the consume's span context: the send span continues the request's trace
 
 
 def upsert_user(*, user_id: str, email: str, name: str, event_at: datetime) -> Statement:
@@ -136,10 +137,11 @@ class Copy:
 
 
 def insert_jobs(*, event_id: str, type: str, user_id: str, copies: list[Copy], data: dict[str, Any],
-                occurred_at: datetime, expires_at: datetime | None, correlation_id: str | None = None) -> Statement:
+                occurred_at: datetime, expires_at: datetime | None, correlation_id: str | None = None,
+                traceparent: str | None = None) -> Statement:
     return Statement(_INSERT_JOBS, (event_id, type, user_id, data, occurred_at, expires_at, correlation_id,
                                     [c.id for c in copies], [c.variant for c in copies],
-                                    [c.recipient for c in copies]))
+                                    [c.recipient for c in copies], traceparent))
 
 
 async def claim_jobs(pool: Executor, *, limit: int, lease_seconds: float) -> list[Job]:

@@ -90,6 +90,7 @@ async def test_a_forgot_password_request_is_one_trace_to_the_smtp_send(
         "the consumer's SQL is its child"
     assert scope(sent) == "portal.notifier" and sent.attributes["email.type"] == "profile.password_reset_requested"
     assert sent.start_time >= consume.start_time >= publish.start_time >= server.start_time
+    assert parent_id(sent) == consume.context.span_id, "the email job carries the consume's traceparent"
     smtp = await until_span(spans, lambda s: s.name == "smtp send" and parent_id(s) == sent.context.span_id)
     assert smtp.kind is SpanKind.CLIENT and smtp.attributes["server.port"] == smtp_sink.port
 
