@@ -47,6 +47,7 @@ async def main(wanted: list[str]) -> int:
         # High availability (#16): each starts its own stack (3 RabbitMQ nodes, a synchronous standby).
         "ha-rabbitmq": faults_ha.rabbitmq_node_loss,
         "ha-postgres": faults_ha.postgres_promotion,
+        "ha-quorum": faults_ha.rabbitmq_quorum_loss,
     }
     unknown = [w for w in wanted if w not in scenarios]
     if unknown:

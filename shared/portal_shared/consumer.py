@@ -95,6 +95,7 @@ _DATABASE_DOWN = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # a write reached a primary demoted by a failover
 )
 # Settling (ack/nack/reject) on a channel that died: the broker redelivers the message anyway.
 _CHANNEL_GONE = (aiormq.exceptions.AMQPError, aio_pika.exceptions.AMQPException, ConnectionError, RuntimeError)

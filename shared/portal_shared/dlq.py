@@ -156,7 +156,7 @@ async def scrub_dead_letters(connection: AbstractConnection, service: str, limit
 
 async def list_dead_letters(amqp_url: str, service: str, limit: int = 100) -> list[DeadLetter]:
     """Up to `limit` dead letters of `service`, oldest first; the queue is left as it was."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await broker.connect_once(amqp_url)
     async with connection:
         await scrub_dead_letters(connection, service)  # what the broker dead-lettered raw is rewritten first
         channel = await connection.channel()
@@ -179,7 +179,7 @@ async def replay_dead_letters(amqp_url: str, service: str, *, message_id: str | 
     Only the messages present when it starts are looked at, so a message that dies again at once is
     not replayed in a loop.
     """
-    connection = await aio_pika.connect(amqp_url)
+    connection = await broker.connect_once(amqp_url)
     replayed = 0
     async with connection:
         await scrub_dead_letters(connection, service)  # never replay (or leave) a raw link
@@ -207,7 +207,7 @@ async def replay_dead_letters(amqp_url: str, service: str, *, message_id: str | 
 
 
 async def _scrub(amqp_url: str, service: str, *, limit: int) -> int:
-    connection = await aio_pika.connect(amqp_url)
+    connection = await broker.connect_once(amqp_url)
     async with connection:
         return await scrub_dead_letters(connection, service, limit=limit)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import asyncpg
 import structlog
 
+from portal_shared import db
 from portal_shared.doorbell import Doorbell
 
 log = structlog.get_logger("portal.listen")
@@ -35,7 +35,7 @@ async def listen_forever(dsn: str, channel: str, doorbell: Doorbell, *, name: st
     """
     while True:
         try:
-            conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
+            conn = await db.connect(dsn, timeout=CONNECT_TIMEOUT)  # multi-host: the primary only
             try:
                 await conn.add_listener(channel, lambda *_: doorbell.ring())
                 doorbell.ring_all()

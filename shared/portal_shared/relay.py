@@ -193,8 +193,11 @@ class OutboxRelay:
                     OUTBOX_PUBLISHED.labels(row["type"]).inc()
                     continue
                 reason = _refusal_reason(result)
-                if reason is None:
-                    unanswered = result  # left as it was; retried when the broker is back
+                if reason is None or reason == "nacked":
+                    # Left as it was; retried when the broker is back. A nack counts as that too: a confirm
+                    # channel whose publish met a quorum queue's leader election stays nacking (RabbitMQ
+                    # 3.10), so the channel is dropped below and the row goes again on a fresh one.
+                    unanswered = result
                     continue
                 # The broker answered but would not take it: back off this row only and report it.
                 detail = f"{reason}: {type(result).__name__}: {result}"[:500]

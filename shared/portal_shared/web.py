@@ -34,6 +34,7 @@ _UNAVAILABLE = (
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # a write reached a primary demoted by a failover
     TimeoutError,
 )
 
