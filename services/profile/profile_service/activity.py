@@ -35,8 +35,7 @@ from profile_service.errors import ValidationFailed
 from profile_service.views import iso
 
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
-# The event types whose change the owner can undo in place (undo.py decides how; kept here too, since
-# undo.py depends on this module's neighbours and a cycle would follow).
+# The event types whose change the owner can undo in place (undo.py decides how, and uses this list).
 UNDOABLE = frozenset({"mfa.two_factor_enabled", "mfa.totp_enabled", "mfa.security_key_added",
                       "mfa.recovery_codes_regenerated", "profile.email_changed", "profile.impersonation_started",
                       "profile.sso_linked"})

@@ -21,7 +21,7 @@ from portal_shared.events import ChangeUndone, UserUpdated
 from portal_shared.ids import is_uuid
 from portal_shared.outbox import enqueue
 
-from profile_service import activity_repo, audit, sessions, sessions_repo, sso_repo, tokens_repo, users_repo
+from profile_service import activity, activity_repo, audit, sessions, sessions_repo, sso_repo, tokens_repo, users_repo
 from profile_service.config import SERVICE
 from profile_service.context import Context
 from profile_service.errors import Conflict, InvalidLink, NotFound
@@ -100,8 +100,9 @@ async def not_me(ctx: Context, token: Any, *, ip: str) -> UndoResult:
 
 
 # The changes a user can undo in place from the Security tab's activity: what a "This wasn't me" link of
-# that event's email undoes (the feed marks them with activity.UNDOABLE; a unit test keeps the two equal).
-UNDOABLE = MFA_UNDOABLE | {EMAIL_CHANGED, IMPERSONATION_STARTED, SSO_LINKED}
+# that event's email undoes. One list, the feed's (it marks the rows); a unit test checks it is exactly
+# what _undo below reverses.
+UNDOABLE = activity.UNDOABLE
 
 
 async def undo_in_place(ctx: Context, session: Session, event_id: str, *, ip: str) -> UndoResult:

@@ -1,5 +1,4 @@
-"""The feed marks as undoable exactly what the undo can reverse (two lists, kept apart to avoid an import
-cycle: activity.py must not import undo.py)."""
+"""The feed marks as undoable exactly what the undo can reverse: one list, checked against _undo's cases."""
 
 from profile_service import activity, undo
 
