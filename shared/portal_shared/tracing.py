@@ -20,7 +20,7 @@ import contextlib
 import os
 import random
 import re
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 import yarl
@@ -83,6 +83,23 @@ def untraced() -> contextlib.AbstractContextManager[object]:
     from opentelemetry.instrumentation.utils import suppress_instrumentation
 
     return suppress_instrumentation()
+
+
+@contextlib.contextmanager
+def background(tracer: trace.Tracer, name: str, **attributes: str | int) -> Iterator[trace.Span]:
+    """The root span of one run of a service's own periodic work (a prune, a sweep): a trace of its own.
+
+    Run in an empty context on purpose: a loop's task inherits whatever context created it, which may be a
+    request's span (the run would hide inside that trace) or `untraced()` (its SQL would record nothing).
+    Passing `context=` to the tracer would only choose the parent; the suppression flag would stay current.
+    Inside, the instrumentations run again, so the run's statements are this span's children. An exception
+    escaping the block marks the span failed (the SDK records it) and goes on up."""
+    token = otel_context.attach(otel_context.Context())
+    try:
+        with tracer.start_as_current_span(name, kind=trace.SpanKind.INTERNAL, attributes=attributes) as span:
+            yield span
+    finally:
+        otel_context.detach(token)
 
 
 def _otlp_exporter() -> SpanExporter:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import structlog
 from aiohttp import web
-from portal_shared import runtime
+from portal_shared import runtime, tracing
 from portal_shared.keys import DB_POOL
 from portal_shared.web import base_app
 
@@ -63,11 +63,16 @@ def context(settings: Settings) -> runtime.CleanupCtx:
 async def prune_sessions(app: web.Application) -> AsyncIterator[None]:
     """Deletes expired sessions and SSO sign-ins now and then (reads already ignore them)."""
 
+    tracer = app[tracing.TRACER]
+
     async def loop() -> None:
         while True:
             try:
-                await sessions_repo.prune(app[DB_POOL], idle_seconds=int(sessions.IDLE_TIMEOUT.total_seconds()))
-                await sso_repo.prune_logins(app[DB_POOL])
+                # Each run is a trace of its own (its DELETEs are the span's children), not part of whatever
+                # context started the app, and not a stray root span per statement.
+                with tracing.background(tracer, "prune sessions"):
+                    await sessions_repo.prune(app[DB_POOL], idle_seconds=int(sessions.IDLE_TIMEOUT.total_seconds()))
+                    await sso_repo.prune_logins(app[DB_POOL])
             except Exception as exc:  # a failed prune is retried next round; never kill the loop
                 log.warning("session_prune_failed", error=type(exc).__name__)
             await asyncio.sleep(PRUNE_EVERY_SECONDS)
