@@ -14,7 +14,8 @@ from pathlib import Path
 from bench.report import Figure, write
 
 REPO = Path(__file__).resolve().parent.parent
-SUITES = ["bench.bench_relay", "bench.bench_totp", "bench.bench_notifier", "bench.bench_http", "bench.bench_sso",
+SUITES = ["bench.bench_relay", "bench.bench_totp", "bench.bench_notifier", "bench.bench_http",
+          "bench.bench_signin_totp", "bench.bench_sso",
           "bench.bench_admin_lists", "bench.bench_tracing"]
 
 

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -51,8 +50,7 @@ async def setup_database(admin_dsn: str) -> str:
     dsn = admin_dsn.rsplit("/", 1)[0] + f"/{name}"
     conn = await asyncpg.connect(dsn)
     await conn.execute(f"CREATE SCHEMA {SCHEMA}")
-    with tempfile.TemporaryDirectory() as empty:
-        await run_migrations(conn, Path(empty), schema=SCHEMA)
+    await run_migrations(conn, (), schema=SCHEMA)  # only the shared outbox/inbox tables
     await conn.execute(f"CREATE TABLE {SCHEMA}.effects (message_id text PRIMARY KEY, at float8 NOT NULL)")
     await conn.close()
     return dsn

@@ -80,11 +80,11 @@ class Users:
     """Hands out (user, step) pairs whose step is later than the user's last accepted one and inside the
     ±1 window: steps `now` and `now + 1` (robust to a step boundary between client and server)."""
 
-    def __init__(self, count: int) -> None:
-        self.ids = [f"bench-{i:06d}" for i in range(count)]
-        self.secrets = [pyotp.random_base32(32) for _ in range(count)]
+    def __init__(self, count: int, ids: list[str] | None = None) -> None:
+        self.ids = ids or [f"bench-{i:06d}" for i in range(count)]
+        self.secrets = [pyotp.random_base32(32) for _ in self.ids]
         self.otps = [pyotp.TOTP(s) for s in self.secrets]
-        self.last = [0] * count
+        self.last = [0] * len(self.ids)
         self.next = 0
 
     def take(self) -> tuple[int, int]:
@@ -117,20 +117,25 @@ class Counters:
         return i, self.last[i]
 
 
-async def seed(env: dict[str, str], users: Users) -> None:
-    box = SecretBox.from_setting(env["MFA_ENCRYPTION_KEYS"])
+async def seal_secrets(mfa_dsn: str, encryption_keys: str, ids: list[str], secrets: list[str]) -> None:
+    """Enabled TOTP secrets for `ids`, sealed exactly as mfa seals them (its key, the user id as AAD)."""
+    box = SecretBox.from_setting(encryption_keys)
     rows = []
-    for user_id, secret in zip(users.ids, users.secrets, strict=True):
+    for user_id, secret in zip(ids, secrets, strict=True):
         sealed = box.encrypt(secret.encode(), associated_data=user_id.encode())
         rows.append((user_id, sealed.key_id, sealed.blob))
-    conn = await asyncpg.connect(env["MFA_DATABASE_URL"])
+    conn = await asyncpg.connect(mfa_dsn)
     try:
         await conn.copy_records_to_table("totp_secrets", schema_name="mfa", records=rows,
                                          columns=["user_id", "key_id", "secret"])
-        await conn.execute("UPDATE mfa.totp_secrets SET enabled_at = now()")
+        await conn.execute("UPDATE mfa.totp_secrets SET enabled_at = now() WHERE enabled_at IS NULL")
         await conn.execute("ANALYZE mfa.totp_secrets")
     finally:
         await conn.close()
+
+
+async def seed(env: dict[str, str], users: Users) -> None:
+    await seal_secrets(env["MFA_DATABASE_URL"], env["MFA_ENCRYPTION_KEYS"], users.ids, users.secrets)
     admin = await asyncpg.connect(env["ADMIN_DATABASE_URL"])
     try:
         await admin.execute(f"CREATE SCHEMA {BASELINE_SCHEMA}")

@@ -14,8 +14,9 @@ short slots, off / traced / off / traced / off …, each traced slot between two
 modes alternating. Each traced slot's ratio is its rate ÷ the mean of the two off slots around it, which
 cancels drift that is slow next to a slot (another process starting, the VM's neighbours); the figure is
 the median of those ratios (goals: ≥ 0.90 at 100%, ≥ 0.98 at 1%), so a slot that a burst of foreign load
-hit moves it little. A short pause between slots lets the previous slot's tail (batch export, relay,
-WAL writeback) finish before the next slot is timed. The load average before and after is in the note.
+hit moves it little. A pause between slots, longer than the batch processor's 5 s schedule delay, lets
+the previous slot's tail (its last span export, relay, WAL writeback) finish before the next slot is
+timed. The load average before and after is in the note.
 
     PYTHONPATH=. uv run python -m bench.bench_tracing
 """
@@ -47,7 +48,9 @@ PAIRS = 8  # traced slots per mode and requirement (each between two off slots)
 CONCURRENCY = 8  # R1 clients; R3 uses bench_http's SIGNIN_CONCURRENCY
 R1_SECONDS = 2.5
 R3_SECONDS = 4.0  # ~90 sign-ins/s on 2 cores: a slot of a few hundred sign-ins
-SETTLE_SECONDS = 0.5
+# Longer than the batch processor's schedule delay (OTEL_BSP_SCHEDULE_DELAY, 5 s): a traced slot's last export
+# then runs before the next off slot is timed, instead of charging the off slot (which would flatter tracing).
+SETTLE_SECONDS = 5.5
 MODES = {"off": None, "100%": "1.0", "1%": "0.01"}
 GOALS = {"100%": ">= 0.90", "1%": ">= 0.98"}
 _OTEL = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")

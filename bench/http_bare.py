@@ -3,7 +3,7 @@
     python -m bench.http_bare --dsn DSN --port PORT
 
 No middlewares, no logging, no metrics: read the session cookie, SHA-256 it, run the session-load query
-profile runs for GET /api/profile (profile_service.sessions_repo._LOAD, the same text), answer the
+profile runs for GET /api/profile (profile_service.repository.sessions._LOAD, the same text), answer the
 profile JSON. Runs in its own process (its own event loop, as the real service has), with a pool of the
 same size as profile's, and prints `ready` when it listens.
 """
@@ -17,7 +17,7 @@ import json
 
 import asyncpg
 from aiohttp import web
-from profile_service.sessions_repo import _LOAD  # the very SQL text of GET /api/profile
+from profile_service.repository.sessions import _LOAD  # the very SQL text of GET /api/profile
 
 
 async def get_profile(request: web.Request) -> web.Response:

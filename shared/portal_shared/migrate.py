@@ -7,6 +7,7 @@ every file recorded and does nothing.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
@@ -23,15 +24,25 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
-def migration_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("*.sql") if p.name[:4].isdigit())
+def listed(package_file: str, *names: str) -> tuple[Path, ...]:
+    """A package's migrations (files in its `migrations/` folder), named in the order they apply.
+
+    Each service lists its own in app.py: the order is written down and reviewed rather than implied by a
+    directory listing, and a listed file that is missing stops the service at import, not half-way through.
+    """
+    folder = Path(package_file).resolve().parent / "migrations"
+    paths = tuple(folder / name for name in names)
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"listed migrations missing from {folder}: {', '.join(missing)}")
+    return paths
 
 
-SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
+SHARED_MIGRATIONS = listed(__file__, "0001_outbox_inbox.sql")
 
 
-async def run_migrations(conn: asyncpg.Connection, directory: Path, *, schema: str) -> list[str]:
-    """Apply the shared library's migrations (outbox, inbox), then the service's own from `directory`.
+async def run_migrations(conn: asyncpg.Connection, migrations: Sequence[Path], *, schema: str) -> list[str]:
+    """Apply the shared library's migrations (outbox, inbox), then the service's own `migrations`, in order.
 
     Versions are recorded as `shared/NNNN_name` and `service/NNNN_name`; returns those applied now.
     """
@@ -43,8 +54,7 @@ async def run_migrations(conn: asyncpg.Connection, directory: Path, *, schema: s
         await conn.execute(_CREATE_LEDGER)
         done = {r["version"]: r["checksum"] for r in await conn.fetch(
             "SELECT version, checksum FROM schema_migrations")}
-        pending = [("shared", p) for p in migration_files(SHARED_MIGRATIONS)]
-        pending += [("service", p) for p in migration_files(directory)]
+        pending = [("shared", p) for p in SHARED_MIGRATIONS] + [("service", p) for p in migrations]
         for label, path in pending:
             sql = path.read_text()
             checksum = hashlib.sha256(sql.encode()).hexdigest()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import aio_pika
@@ -37,7 +37,7 @@ async def _retry_until_up(what: str, connect: Callable[[], Awaitable[object]]) -
             delay = min(delay * 2, 5.0)
 
 
-def database(settings: CommonSettings, *, schema: str, migrations: Path, max_size: int = 10) -> CleanupCtx:
+def database(settings: CommonSettings, *, schema: str, migrations: Sequence[Path], max_size: int = 10) -> CleanupCtx:
     """The pool (migrated), and before it the tracer provider: every service's first resource, so its
     first SQL statement is already traced and its provider is flushed last, after the pool closed."""
 
@@ -54,7 +54,7 @@ def database(settings: CommonSettings, *, schema: str, migrations: Path, max_siz
 
 
 @contextlib.asynccontextmanager
-async def _traced_database(app: web.Application, settings: CommonSettings, *, schema: str, migrations: Path,
+async def _traced_database(app: web.Application, settings: CommonSettings, *, schema: str, migrations: Sequence[Path],
                            max_size: int) -> AsyncIterator[None]:
     # Migrations and pool set-up are not a request's work: keep their statements out of the traces.
     with tracing.untraced():

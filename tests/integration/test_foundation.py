@@ -64,11 +64,12 @@ async def test_migrations_are_safe_twice_and_concurrently(stack_env: dict[str, s
     (tmp_path / "0002_more.sql").write_text("ALTER TABLE things ADD COLUMN name text;")
     dsn = stack_env["NOTIFIER_DATABASE_URL"]
     conns = [await asyncpg.connect(dsn) for _ in range(3)]
+    migrations = sorted(tmp_path.glob("*.sql"))
     try:
-        results = await asyncio.gather(*(run_migrations(c, tmp_path, schema="notifier") for c in conns))
+        results = await asyncio.gather(*(run_migrations(c, migrations, schema="notifier") for c in conns))
         applied = [v for r in results for v in r]
         assert sorted(applied) == ["service/0001_things", "service/0002_more", "shared/0001_outbox_inbox"]
-        assert await run_migrations(conns[0], tmp_path, schema="notifier") == []
+        assert await run_migrations(conns[0], migrations, schema="notifier") == []
         assert await conns[0].fetchval("SELECT count(*) FROM notifier.things") == 0
     finally:
         for c in conns:
@@ -81,7 +82,7 @@ async def test_a_failing_migration_applies_nothing(stack_env: dict[str, str], tm
     conn = await asyncpg.connect(stack_env["MFA_DATABASE_URL"])
     try:
         with pytest.raises(asyncpg.PostgresSyntaxError):
-            await run_migrations(conn, tmp_path, schema="mfa")
+            await run_migrations(conn, sorted(tmp_path.glob("*.sql")), schema="mfa")
         assert await conn.fetchval("SELECT to_regclass('mfa.good')") is None
     finally:
         await conn.close()

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from portal_shared import runtime
+from portal_shared import migrate, runtime
 from portal_shared.errors import domain_errors
 from portal_shared.keys import DB_POOL
 from portal_shared.web import base_app
@@ -29,8 +28,11 @@ from mfa_service.totp import TotpService
 from mfa_service.undo import UndoService
 from mfa_service.webauthn_keys import WebAuthnService
 
-# The schema's migrations: ordered SQL files, applied at start in one transaction (portal_shared.migrate).
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# The schema's migrations, in the order they apply (at start, in one transaction: portal_shared.migrate).
+MIGRATIONS = migrate.listed(
+    __file__,
+    "0001_init.sql",
+)
 
 
 def _context(settings: Settings) -> runtime.CleanupCtx:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import structlog
 from aiohttp import web
-from portal_shared import runtime
+from portal_shared import migrate, runtime
 from portal_shared.keys import DB_POOL
 from portal_shared.web import base_app
 
@@ -16,7 +15,14 @@ from notifier_service.consumers import event_handlers
 from notifier_service.dispatcher import Dispatcher
 from notifier_service.keys import DISPATCHER
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# The schema's migrations, in the order they apply (at start, in one transaction: portal_shared.migrate).
+MIGRATIONS = migrate.listed(
+    __file__,
+    "0001_init.sql",
+    "0002_correlation_id.sql",
+    "0003_copies_and_scrubbing.sql",
+    "0004_traceparent.sql",
+)
 log = structlog.get_logger("notifier.app")
 
 

@@ -13,8 +13,8 @@ import sys
 
 import asyncpg
 
-from notifier_service import repository
 from notifier_service.config import SERVICE
+from notifier_service.repository import jobs as jobs_repo
 
 STATUSES = ("queued", "sent", "failed", "expired")
 
@@ -38,11 +38,11 @@ async def run(args: argparse.Namespace, database_url: str) -> int:
     conn = await asyncpg.connect(database_url, server_settings={"search_path": SERVICE})
     try:
         if args.action == "list":
-            rows = await repository.list_jobs(conn, status=None if args.status == "all" else args.status,
+            rows = await jobs_repo.list_jobs(conn, status=None if args.status == "all" else args.status,
                                               limit=args.limit)
             print_jobs(rows)
             return 0
-        ids, link_lost = await repository.retry_failed(conn, job_id=None if args.all_failed else args.id)
+        ids, link_lost = await jobs_repo.retry_failed(conn, job_id=None if args.all_failed else args.id)
         for job_id in link_lost:
             # Its one-time link was scrubbed when it failed: only a new reset or invitation can replace it.
             print(f"job {job_id} carried a reset or invitation link that is no longer kept: ask for a new "

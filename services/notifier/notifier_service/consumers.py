@@ -23,7 +23,8 @@ from portal_shared.events import (
 )
 from portal_shared.ids import is_event_id
 
-from notifier_service import repository
+from notifier_service.repository import jobs as jobs_repo
+from notifier_service.repository import users as users_repo
 
 PROJECTION_EVENTS = (UserCreated, UserUpdated)
 EMAIL_EVENTS = tuple(cls for cls in ALL_EVENTS if cls not in PROJECTION_EVENTS)
@@ -44,22 +45,22 @@ def parse_timestamp(value: str, *, field: str) -> datetime:
 def user_statement(envelope: Envelope) -> Statement:
     event = envelope.event
     assert isinstance(event, UserCreated | UserUpdated)
-    return repository.upsert_user(user_id=event.user_id, email=event.email, name=event.name,
+    return users_repo.upsert_user(user_id=event.user_id, email=event.email, name=event.name,
                                   event_at=parse_timestamp(envelope.occurred_at, field="occurred_at"))
 
 
-def copies(envelope: Envelope) -> list[repository.Copy]:
+def copies(envelope: Envelope) -> list[jobs_repo.Copy]:
     """The emails an event asks for: one, to the user's address at send time, unless the event names it."""
     event = envelope.event
     if isinstance(event, UserInvited | PasswordResetRequested):
         # These carry their own address: an invitee has no projection row yet, and a reset goes where asked.
-        return [repository.Copy(envelope.id, recipient=event.email)]
+        return [jobs_repo.Copy(envelope.id, recipient=event.email)]
     if isinstance(event, EmailChanged):
         # Both addresses hear of it, each once: the old one (with the "This wasn't me" link that restores it)
         # under its own job id and Message-ID, the new one under the event's.
-        return [repository.Copy(f"{envelope.id}.{OLD}", variant=OLD, recipient=event.old_email),
-                repository.Copy(envelope.id, variant=NEW, recipient=event.new_email)]
-    return [repository.Copy(envelope.id)]
+        return [jobs_repo.Copy(f"{envelope.id}.{OLD}", variant=OLD, recipient=event.old_email),
+                jobs_repo.Copy(envelope.id, variant=NEW, recipient=event.new_email)]
+    return [jobs_repo.Copy(envelope.id)]
 
 
 def email_statement(envelope: Envelope) -> Statement:
@@ -69,7 +70,7 @@ def email_statement(envelope: Envelope) -> Statement:
     expires_at: datetime | None = None
     if isinstance(event, UserInvited | PasswordResetRequested):
         expires_at = parse_timestamp(event.expires_at, field="expires_at")
-    return repository.insert_jobs(
+    return jobs_repo.insert_jobs(
         event_id=envelope.id, type=envelope.type, user_id=event.user_id, copies=copies(envelope),
         data=dataclasses.asdict(event), occurred_at=parse_timestamp(envelope.occurred_at, field="occurred_at"),
         expires_at=expires_at, correlation_id=envelope.correlation_id,

@@ -23,7 +23,7 @@ from portal_shared.clock import iso
 from portal_shared.doorbell import Doorbell
 from portal_shared.listen import listen_forever
 
-from notifier_service import addresses, emails, repository
+from notifier_service import addresses, emails
 from notifier_service.config import Settings
 from notifier_service.mailer import (
     Mailer,
@@ -41,7 +41,8 @@ from notifier_service.metrics import (
     JOBS_QUEUED,
     OLDEST_QUEUED_SECONDS,
 )
-from notifier_service.repository import Job
+from notifier_service.repository import jobs as jobs_repo
+from notifier_service.repository.jobs import Job
 
 log = structlog.get_logger("notifier.dispatcher")
 STATS_INTERVAL_SECONDS = 2.0
@@ -103,7 +104,7 @@ class Dispatcher:
                 try:
                     # One connection per batch: claim, then each job's outcome, without a pool round per job.
                     async with self._pool.acquire() as conn:
-                        jobs = await repository.claim_jobs(conn, limit=self._config.batch_size,
+                        jobs = await jobs_repo.claim_jobs(conn, limit=self._config.batch_size,
                                                            lease_seconds=self._config.lease_seconds)
                         if jobs:
                             await self._send_batch(conn, mailer, jobs)
@@ -125,7 +126,7 @@ class Dispatcher:
     async def _send_batch(self, conn: asyncpg.Connection, mailer: Mailer, jobs: list[Job]) -> None:
         for index, job in enumerate(jobs):
             if self._stopping.is_set():
-                await repository.release(conn, [j.id for j in jobs[index:]], delay_seconds=0)
+                await jobs_repo.release(conn, [j.id for j in jobs[index:]], delay_seconds=0)
                 return
             structlog.contextvars.bind_contextvars(event_id=job.id, event_type=job.type,
                                                    correlation_id=job.correlation_id or job.id)
@@ -136,7 +137,7 @@ class Dispatcher:
                 delay = backoff_seconds(mailer.unreachable_streak, base=self._config.retry_base_seconds,
                                         cap=min(self._config.retry_max_seconds, UNREACHABLE_PROBE_MAX_SECONDS))
                 log.warning("smtp_unreachable", error=str(exc)[:200], jobs=len(jobs) - index, retry_in=round(delay, 2))
-                await repository.release(conn, [j.id for j in jobs[index:]], delay_seconds=delay,
+                await jobs_repo.release(conn, [j.id for j in jobs[index:]], delay_seconds=delay,
                                          reason=f"SMTP server unreachable: {exc}")
                 return
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
@@ -151,7 +152,7 @@ class Dispatcher:
             if session_lost:
                 # A timeout or a hang-up can cost a whole SMTP timeout per job: rather than hold claims that
                 # might outlast their lease (and be sent twice), give the rest back, due at once for any worker.
-                await repository.release(conn, [j.id for j in jobs[index + 1:]], delay_seconds=0)
+                await jobs_repo.release(conn, [j.id for j in jobs[index + 1:]], delay_seconds=0)
                 return
 
     async def _deliver(self, conn: asyncpg.Connection, mailer: Mailer, job: Job) -> bool:
@@ -174,7 +175,7 @@ class Dispatcher:
 
     async def _deliver_job(self, conn: asyncpg.Connection, mailer: Mailer, job: Job) -> bool:
         if job.expires_at is not None and job.expires_at <= datetime.now(UTC):
-            await repository.mark_expired(conn, job.id)
+            await jobs_repo.mark_expired(conn, job.id)
             EMAILS_EXPIRED.labels(job.type).inc()
             log.info("email_expired", expires_at=iso(job.expires_at))
             return False
@@ -218,7 +219,7 @@ class Dispatcher:
         attempt = 0
         while True:
             try:
-                await repository.mark_sent(conn if attempt == 0 else self._pool, job.id, recipient)
+                await jobs_repo.mark_sent(conn if attempt == 0 else self._pool, job.id, recipient)
                 break
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 attempt += 1
@@ -234,18 +235,18 @@ class Dispatcher:
             await self._fail(conn, job, f"gave up after {job.attempts} attempts: {error}")
             return
         delay = backoff_seconds(job.attempts, base=self._config.retry_base_seconds, cap=self._config.retry_max_seconds)
-        await repository.reschedule(conn, job.id, delay_seconds=delay, reason=error)
+        await jobs_repo.reschedule(conn, job.id, delay_seconds=delay, reason=error)
         EMAILS_RETRIED.labels(reason).inc()
         log.info("email_retry_scheduled", attempts=job.attempts, delay=round(delay, 2), error=error[:200])
 
     async def _fail(self, conn: asyncpg.Connection, job: Job, reason: str, *, recipient: str | None = None) -> None:
-        await repository.mark_failed(conn, job.id, reason, recipient=recipient)
+        await jobs_repo.mark_failed(conn, job.id, reason, recipient=recipient)
         EMAILS_FAILED.labels(job.type).inc()
         log.error("email_failed", attempts=job.attempts, reason=reason[:300])
 
     async def _listen(self) -> None:
         """A committed job wakes the workers at once."""
-        await listen_forever(self._settings.common.database_url, repository.NOTIFY_CHANNEL, self._doorbell,
+        await listen_forever(self._settings.common.database_url, jobs_repo.NOTIFY_CHANNEL, self._doorbell,
                              name="dispatcher")
 
     async def _update_stats(self) -> None:
@@ -254,13 +255,13 @@ class Dispatcher:
         pruned_at = loop.time()
         while True:
             try:
-                row = await repository.stats(self._pool)
+                row = await jobs_repo.stats(self._pool)
                 JOBS_QUEUED.set(row["queued"])
                 JOBS_FAILED.set(row["failed"])
                 OLDEST_QUEUED_SECONDS.set(float(row["oldest"]))
                 if loop.time() - pruned_at > PRUNE_EVERY_SECONDS:
                     pruned_at = loop.time()
-                    await repository.prune_finished(self._pool)
+                    await jobs_repo.prune_finished(self._pool)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -46,7 +46,7 @@ from portal_shared.events import (
     UserInvited,
 )
 
-from notifier_service.repository import Job
+from notifier_service.repository.jobs import Job
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 NOT_ME_TTL_SECONDS = 7 * 24 * 3600  # docs/internal-api.md, "Not-me links"

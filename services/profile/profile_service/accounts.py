@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+import asyncpg
 from portal_shared.events import PasswordChanged, UserUpdated
 from portal_shared.outbox import enqueue
 
-from profile_service import audit, passwords, sessions, sessions_repo, tokens_repo, users_repo
+from profile_service import passwords, sessions
 from profile_service.config import SERVICE
 from profile_service.context import Context
 from profile_service.errors import NotFound, ValidationFailed
 from profile_service.models import Session, User
+from profile_service.repository import audit
+from profile_service.repository import sessions as sessions_repo
+from profile_service.repository import tokens as tokens_repo
+from profile_service.repository import users as users_repo
 from profile_service.signin import check_password
 from profile_service.validation import clean_fields, clean_name, clean_phone
 
@@ -89,3 +95,8 @@ async def change_password(ctx: Context, session: Session, body: dict[str, Any], 
         await enqueue(conn, PasswordChanged(user_id=user.id, method="change"), source=SERVICE)
         await audit.record(conn, user.id, "password_changed", ip=ip, detail="changed by the user; other sessions ended")
     return raw
+
+
+async def raise_two_factor_latch(pool: asyncpg.Pool, user_id: str, at: datetime) -> None:
+    """mfa, before it commits a user's first factor: the latch goes up (consumers.py says what it is)."""
+    await users_repo.set_two_factor(pool, user_id, True, at)

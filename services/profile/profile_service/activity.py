@@ -29,9 +29,9 @@ from portal_shared.events import (
 from portal_shared.ids import is_uuid
 from portal_shared.outbox import enqueue
 
-from profile_service import activity_repo
 from profile_service.config import SERVICE
 from profile_service.errors import ValidationFailed
+from profile_service.repository import activity as activity_repo
 from profile_service.views import iso
 
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100

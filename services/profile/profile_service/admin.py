@@ -9,13 +9,18 @@ import asyncpg
 from portal_shared.events import EmailChanged, ImpersonationStarted, UserCreated, UserInvited, UserUpdated
 from portal_shared.outbox import enqueue
 
-from profile_service import activity_repo, audit, sessions, sessions_repo, tokens_repo, users_repo
+from profile_service import sessions
 from profile_service.bodies import UNSTORABLE, storable_text
 from profile_service.config import SERVICE
 from profile_service.context import Context
 from profile_service.errors import Conflict, Forbidden, NotFound, ReauthRequired, ValidationFailed, field_error
 from profile_service.models import CLIENT_USER, Client, Session, User
 from profile_service.recovery import INVITE_LIFETIME_SECONDS, link
+from profile_service.repository import activity as activity_repo
+from profile_service.repository import audit
+from profile_service.repository import sessions as sessions_repo
+from profile_service.repository import tokens as tokens_repo
+from profile_service.repository import users as users_repo
 from profile_service.validation import (
     FieldError,
     clean_email,

@@ -10,13 +10,17 @@ from typing import Any
 
 from portal_shared.ids import is_uuid
 
-from profile_service import admin, admin_paging, admin_repo, audit, sessions, tokens_repo, users_repo
+from profile_service import admin, admin_paging, sessions
 from profile_service.admin_paging import Page, PageRequest
-from profile_service.admin_repo import AuditRow, ClientRow, UserRow
 from profile_service.bodies import UNSTORABLE, storable_text
 from profile_service.context import Context
 from profile_service.errors import Conflict, Forbidden, NotFound, field_error
 from profile_service.models import Client, Session, User
+from profile_service.repository import admin as admin_repo
+from profile_service.repository import audit
+from profile_service.repository import tokens as tokens_repo
+from profile_service.repository import users as users_repo
+from profile_service.repository.admin import AuditRow, ClientRow, UserRow
 from profile_service.sso_admin import sso_view
 
 MAX_QUERY = 100  # characters of a search that are used

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from profile_service.admin_paging import Page, encode_cursor
-from profile_service.admin_repo import AuditRow, ClientRow, UserRow
 from profile_service.models import AuditEntry
+from profile_service.repository.admin import AuditRow, ClientRow, UserRow
 from profile_service.views import admin_user, iso
 
 T = TypeVar("T")

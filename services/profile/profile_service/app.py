@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import structlog
 from aiohttp import web
-from portal_shared import runtime, tracing
+from portal_shared import migrate, runtime, tracing
 from portal_shared.keys import DB_POOL
 from portal_shared.web import base_app
 
@@ -22,10 +22,7 @@ from profile_service import (
     handlers_profile,
     handlers_sso,
     sessions,
-    sessions_repo,
-    sso_repo,
 )
-from profile_service.bootstrap import MIGRATIONS
 from profile_service.config import SERVICE, Settings
 from profile_service.consumers import HANDLERS
 from profile_service.context import Context
@@ -34,9 +31,23 @@ from profile_service.mfa_client import MfaClient
 from profile_service.oidc import OidcClient
 from profile_service.openapi import serve_openapi
 from profile_service.passwords import PasswordHasher
+from profile_service.repository import sessions as sessions_repo
+from profile_service.repository import sso as sso_repo
 from profile_service.sealing import secret_box
 from profile_service.throttle import IpRateLimiter
 
+# The schema's migrations, in the order they apply (at start, in one transaction: portal_shared.migrate).
+MIGRATIONS = migrate.listed(
+    __file__,
+    "0001_init.sql",
+    "0002_devices.sql",
+    "0003_undo.sql",
+    "0004_deactivation.sql",
+    "0005_admin_console.sql",
+    "0006_sso.sql",
+    "0007_activity.sql",
+    "0008_session_method.sql",
+)
 PRUNE_EVERY_SECONDS = 600
 log = structlog.get_logger("profile.app")
 

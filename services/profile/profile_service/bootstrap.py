@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 from portal_shared.events import UserCreated
 from portal_shared.migrate import run_migrations
 from portal_shared.outbox import enqueue
 
-from profile_service import throttle, tokens_repo, users_repo
+from profile_service.app import MIGRATIONS
 from profile_service.config import SERVICE
 from profile_service.models import CLIENT_USER, MSP_ADMIN
 from profile_service.passwords import OWASP_PARAMETERS, PasswordHasher
 from profile_service.recovery import INVITE_LIFETIME_SECONDS, link
+from profile_service.repository import throttle as throttle_repo
+from profile_service.repository import tokens as tokens_repo
+from profile_service.repository import users as users_repo
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DEMO_ADMIN = {"email": "admin@msp.example", "name": "MSP Admin", "role": MSP_ADMIN}
 DEMO_CLIENT = "Demo Client Co"
 DEMO_USER = {"email": "demo@client.example", "name": "Demo User", "role": CLIENT_USER, "title": "Office Manager",
@@ -74,7 +75,7 @@ async def seed_demo(database_url: str, *, password: str | None) -> SeedReport:
     created: list[str] = []
     try:
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('profile-seed-demo'))")
+            await users_repo.lock_for_seeding(conn)
             client = await users_repo.get_client_by_name(conn, DEMO_CLIENT) or await users_repo.insert_client(
                 conn, DEMO_CLIENT)
             for spec in accounts:
@@ -89,7 +90,7 @@ async def seed_demo(database_url: str, *, password: str | None) -> SeedReport:
                     created.append(str(spec["email"]))
                 elif password_hash:
                     await users_repo.set_password_hash(conn, user.id, password_hash)
-                    await throttle.record_success(conn, user.id)
+                    await throttle_repo.record_success(conn, user.id)
     finally:
         await conn.close()
     return SeedReport(created=created, passwords_set=bool(hashes))

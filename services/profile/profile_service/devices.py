@@ -19,9 +19,9 @@ from datetime import timedelta
 import asyncpg
 from aiohttp import web
 
-from profile_service import devices_repo
 from profile_service.config import Settings
-from profile_service.devices_repo import Device
+from profile_service.repository import devices as devices_repo
+from profile_service.repository.devices import Device
 
 __all__ = ["DEVICE_COOKIE", "Device", "cookie", "find", "is_known", "remember", "set_cookie", "token_hash"]
 

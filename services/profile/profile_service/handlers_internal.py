@@ -12,7 +12,7 @@ from portal_shared.ids import is_uuid
 from portal_shared.problems import Problem
 from portal_shared.web import json_response, read_json
 
-from profile_service import audit, guard, sessions, sessions_repo, signin, users_repo
+from profile_service import accounts, guard, sessions, signin
 from profile_service.keys import CONTEXT
 from profile_service.models import SIGNED_IN, Session
 
@@ -74,8 +74,8 @@ async def verify_password(request: web.Request) -> web.Response:
     user_id, password = body.get("user_id"), body.get("password")
     if not isinstance(user_id, str) or not isinstance(password, str):
         raise Problem(400, "Send {user_id, password}.", kind="malformed-body")
-    user = await users_repo.get(ctx.pool, user_id) if is_uuid(user_id) else None
-    ok = await signin.check_password(ctx, user, password, ip=guard.client_ip(request), flow="confirmation")
+    ok = await signin.confirm_password(ctx, user_id if is_uuid(user_id) else None, password,
+                                       ip=guard.client_ip(request))
     return json_response({"ok": ok})
 
 
@@ -89,12 +89,13 @@ async def two_factor_on(request: web.Request) -> web.Response:
     _from_mfa(request)
     body = await read_json(request)
     try:
+        user_id = str(uuid.UUID(request.match_info["user_id"]))
         at = datetime.fromisoformat(str(body.get("at")))
         if at.tzinfo is None:
             raise ValueError("no offset")
-        await users_repo.set_two_factor(request.app[CONTEXT].pool, request.match_info["user_id"], True, at)
     except ValueError:
         raise Problem(400, "Send {at} (ISO 8601 with offset) for a user id.", kind="malformed-body") from None
+    await accounts.raise_two_factor_latch(request.app[CONTEXT].pool, user_id, at)
     return web.Response(status=204)
 
 
@@ -119,9 +120,5 @@ async def end_other_sessions(request: web.Request) -> web.Response:
     except ValueError:
         raise Problem(400, "Send {keep_session_id}: a session id, or null to end every session.",
                       kind="malformed-body", errors={"keep_session_id": ["a session id or null"]}) from None
-    async with request.app[CONTEXT].pool.acquire() as conn, conn.transaction():
-        ended = await sessions_repo.delete_all_but_public(conn, user_id, keep_id)
-        # The audit log belongs to an existing user (foreign key): an unknown id has no sessions to end.
-        if ended or await users_repo.get(conn, user_id) is not None:
-            await audit.record(conn, user_id, "sessions_revoked", detail="two-factor changed: other sessions ended")
+    await sessions.end_others_for_factor_change(request.app[CONTEXT].pool, user_id, keep_id)
     return web.Response(status=204)

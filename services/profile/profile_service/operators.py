@@ -12,12 +12,14 @@ import asyncpg
 from portal_shared.events import UserUpdated
 from portal_shared.outbox import enqueue
 
-from profile_service import audit, sessions, users_repo
+from profile_service import sessions
 from profile_service.admin import announce_email_change
 from profile_service.bootstrap import AlreadyExists, connect
 from profile_service.config import SERVICE
 from profile_service.mfa_client import MfaClient
 from profile_service.models import User
+from profile_service.repository import audit
+from profile_service.repository import users as users_repo
 
 BY_OPERATOR = "an operator (portal-admin)"
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from profile_service import audit, devices, second_factors, sessions, sessions_repo, throttle
+from profile_service import devices, second_factors, sessions
 from profile_service.context import Context
 from profile_service.errors import ValidationFailed, field_error
 from profile_service.models import Session
+from profile_service.repository import audit
+from profile_service.repository import sessions as sessions_repo
+from profile_service.repository import throttle as throttle_repo
 from profile_service.signin import check_password
 
 
@@ -54,6 +57,6 @@ async def reauthenticate(ctx: Context, session: Session, body: dict[str, Any], *
         raise field_error(field, wrong)
     async with ctx.pool.acquire() as conn, conn.transaction():
         raw = await sessions.step_up(conn, session)
-        await throttle.record_success(conn, user.id, counter)
+        await throttle_repo.record_success(conn, user.id, counter)
         await audit.record(conn, user.id, "reauthenticated", ip=ip, detail=factor.key if factor else "password")
     return raw

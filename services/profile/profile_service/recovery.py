@@ -15,12 +15,19 @@ import structlog
 from portal_shared.events import PasswordChanged, PasswordResetRequested
 from portal_shared.outbox import enqueue
 
-from profile_service import activity_repo, audit, devices_repo, sessions, sso_repo, throttle, tokens_repo, users_repo
+from profile_service import sessions
 from profile_service.accounts import new_password_errors
 from profile_service.config import SERVICE
 from profile_service.context import Context
 from profile_service.errors import InvalidResetToken, ValidationFailed
 from profile_service.models import User
+from profile_service.repository import activity as activity_repo
+from profile_service.repository import audit
+from profile_service.repository import devices as devices_repo
+from profile_service.repository import sso as sso_repo
+from profile_service.repository import throttle as throttle_repo
+from profile_service.repository import tokens as tokens_repo
+from profile_service.repository import users as users_repo
 from profile_service.views import iso
 
 log = structlog.get_logger("profile.recovery")
@@ -99,7 +106,7 @@ async def _set_password_with_token(ctx: Context, body: dict[str, Any], purpose: 
         await users_repo.set_new_password(conn, user.id, new_hash)
         await tokens_repo.void_all(conn, user.id)  # any other link mailed before this one is void now
         await sessions.end_all(conn, user.id)
-        await throttle.record_success(conn, user.id)
+        await throttle_repo.record_success(conn, user.id)
         await devices_repo.clear_account(conn, user.id)  # the owner's own typos no longer lock their browsers
         await activity_repo.expect_next_sign_in(conn, user.id)  # its new-device notice would be noise
         if purpose == tokens_repo.RESET:

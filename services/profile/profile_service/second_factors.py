@@ -13,10 +13,11 @@ from typing import Any
 
 import asyncpg
 
-from profile_service import activity, throttle
+from profile_service import activity
 from profile_service.context import Context
 from profile_service.mfa_client import Verification
 from profile_service.models import Session
+from profile_service.repository import throttle as throttle_repo
 
 SIGN_IN_FLOW = "sign-in"
 FailureHook = Callable[[asyncpg.Connection], Awaitable[None]]
@@ -60,14 +61,14 @@ async def attempt(ctx: Context, factor: Factor, session: Session, value: Any, *,
     `flow` ("sign-in", "re-authentication") goes into the audit; `on_failure` runs in the failure's
     transaction (sign-in voids its pending session there once its attempts are spent)."""
     user_id = session.user.id
-    if not await throttle.locked(ctx.pool, user_id, counter):
+    if not await throttle_repo.locked(ctx.pool, user_id, counter):
         verification = await factor.check(ctx, session, value)
         if verification.ok:
             return verification
     signing_in = flow == SIGN_IN_FLOW
     what = factor.label if signing_in else f"{flow}: {factor.label}"
     async with ctx.pool.acquire() as conn, conn.transaction():
-        await throttle.record_failure(conn, user_id, counter, type_="second_factor_failed", ip=ip, detail=what,
+        await throttle_repo.record_failure(conn, user_id, counter, type_="second_factor_failed", ip=ip, detail=what,
                                       refused_detail=f"{what} (throttled)",
                                       sign_in_factor=activity.SECOND_FACTORS[factor.label] if signing_in else None)
         if on_failure is not None:

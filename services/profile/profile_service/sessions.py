@@ -20,10 +20,13 @@ from aiohttp import web
 from portal_shared.clock import iso
 from portal_shared.ids import is_uuid
 
-from profile_service import activity_repo, audit, sessions_repo
 from profile_service.config import Settings
 from profile_service.errors import NotFound
 from profile_service.models import SECOND_FACTOR_REQUIRED, SIGNED_IN, VOID, Session
+from profile_service.repository import activity as activity_repo
+from profile_service.repository import audit
+from profile_service.repository import sessions as sessions_repo
+from profile_service.repository import users as users_repo
 
 SESSION_COOKIE = "portal_session"
 CSRF_COOKIE = "portal_csrf"
@@ -145,6 +148,15 @@ async def end_all(conn: asyncpg.Connection, user_id: str) -> None:
     """Every session of the account ends, the admins' sessions viewing it included."""
     await sessions_repo.delete_all(conn, user_id)
     await sessions_repo.delete_viewing(conn, user_id)
+
+
+async def end_others_for_factor_change(pool: asyncpg.Pool, user_id: str, keep_public_id: str | None) -> None:
+    """A factor was added or removed (mfa asks): every session of the account but `keep_public_id` ends."""
+    async with pool.acquire() as conn, conn.transaction():
+        ended = await sessions_repo.delete_all_but_public(conn, user_id, keep_public_id)
+        # The audit log belongs to an existing user (foreign key): an unknown id has no sessions to end.
+        if ended or await users_repo.get(conn, user_id) is not None:
+            await audit.record(conn, user_id, "sessions_revoked", detail="two-factor changed: other sessions ended")
 
 
 async def logout(pool: asyncpg.Pool, session: Session, *, ip: str) -> None:

@@ -16,20 +16,15 @@ from typing import Any
 import asyncpg
 import structlog
 
-from profile_service import (
-    activity,
-    audit,
-    devices,
-    second_factors,
-    sessions,
-    sessions_repo,
-    sso_repo,
-    throttle,
-    users_repo,
-)
+from profile_service import activity, devices, second_factors, sessions, throttle
 from profile_service.context import Context
 from profile_service.errors import BadCredentials, Conflict, NotSignedIn, SecondFactorFailed, SignInExpired
 from profile_service.models import SECOND_FACTOR_REQUIRED, SIGNED_IN, VOID, Session, User
+from profile_service.repository import audit
+from profile_service.repository import sessions as sessions_repo
+from profile_service.repository import sso as sso_repo
+from profile_service.repository import throttle as throttle_repo
+from profile_service.repository import users as users_repo
 from profile_service.second_factors import SIGN_IN_FLOW, Factor
 
 log = structlog.get_logger("profile.signin")
@@ -80,7 +75,7 @@ async def check_password(ctx: Context, user: User | None, password: str, *, ip: 
                                  password[:MAX_PASSWORD_INPUT])
     if not ok or user is None:
         where = "known device" if device is not None else "untrusted browser"
-        await throttle.record_failure(ctx.pool, user.id if user else None, _counter(device),
+        await throttle_repo.record_failure(ctx.pool, user.id if user else None, _counter(device),
                                       type_="password_failed", ip=ip, detail=f"{flow}: wrong password ({where})",
                                       refused_detail=f"{flow}: refused, throttled ({where})",
                                       sign_in_factor="password" if flow == SIGN_IN_FLOW else None)
@@ -100,6 +95,12 @@ class HowSignedIn:
     second_factor: str | None = None  # totp, recovery code or security key
 
 
+async def confirm_password(ctx: Context, user_id: str | None, password: str, *, ip: str) -> bool:
+    """mfa confirms a signed-in user's password; a failure counts on the account's throttle like any other."""
+    user = await users_repo.get(ctx.pool, user_id) if user_id else None
+    return await check_password(ctx, user, password, ip=ip, flow="confirmation")
+
+
 async def completed(conn: asyncpg.Connection, user: User, device: devices.Device | None, device_cookie: str | None,
                     *, session_id: str, how: HowSignedIn) -> tuple[str, bool]:
     """A sign-in completed in this browser (in the caller's transaction): clear the counter it would have
@@ -108,7 +109,7 @@ async def completed(conn: asyncpg.Connection, user: User, device: devices.Device
     # A known device's counter is cleared by `remember` (its row starts again); the untrusted counter only
     # needs a write when the account row (read at the start of this sign-in) shows failures.
     if device is None and (user.failed_attempts > 0 or user.locked_until is not None):
-        await throttle.record_success(conn, user.id)
+        await throttle_repo.record_success(conn, user.id)
     cookie, known = await devices.remember(conn, device_cookie, user.id)
     await activity.signed_in(conn, user.id, session_id=session_id, method=how.method,
                              second_factor=how.second_factor, known_device=known, ip=how.ip,

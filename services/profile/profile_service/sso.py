@@ -25,12 +25,16 @@ from portal_shared.events import SsoLinked
 from portal_shared.outbox import enqueue
 from portal_shared.secretbox import DecryptionError
 
-from profile_service import audit, devices, sessions, sessions_repo, sso_repo, users_repo
+from profile_service import devices, sessions
 from profile_service.config import SERVICE
 from profile_service.context import Context
 from profile_service.errors import ValidationFailed
 from profile_service.models import SECOND_FACTOR_REQUIRED, SIGNED_IN, Session, User
 from profile_service.oidc import OidcError, authorization_url, nonce_hash
+from profile_service.repository import audit
+from profile_service.repository import sessions as sessions_repo
+from profile_service.repository import sso as sso_repo
+from profile_service.repository import users as users_repo
 from profile_service.signin import HowSignedIn, SignInResult, completed
 from profile_service.validation import FieldError, clean_email
 

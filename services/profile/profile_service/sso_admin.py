@@ -15,12 +15,15 @@ import asyncpg
 import structlog
 from portal_shared.ids import is_uuid
 
-from profile_service import admin, audit, sso_repo, users_repo
+from profile_service import admin
 from profile_service.context import Context
 from profile_service.errors import NotFound, ValidationFailed
 from profile_service.models import Session
 from profile_service.oidc import OidcError, ProviderMetadata, valid_issuer
-from profile_service.sso_repo import Provider
+from profile_service.repository import audit
+from profile_service.repository import sso as sso_repo
+from profile_service.repository import users as users_repo
+from profile_service.repository.sso import Provider
 
 log = structlog.get_logger("profile.sso")
 MAX_DOMAINS = 50

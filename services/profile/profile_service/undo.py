@@ -21,12 +21,18 @@ from portal_shared.events import ChangeUndone, UserUpdated
 from portal_shared.ids import is_uuid
 from portal_shared.outbox import enqueue
 
-from profile_service import activity, activity_repo, audit, sessions, sessions_repo, sso_repo, tokens_repo, users_repo
+from profile_service import activity, sessions
 from profile_service.config import SERVICE
 from profile_service.context import Context
 from profile_service.errors import Conflict, InvalidLink, NotFound
 from profile_service.models import Session, User
 from profile_service.recovery import issue_reset
+from profile_service.repository import activity as activity_repo
+from profile_service.repository import audit
+from profile_service.repository import sessions as sessions_repo
+from profile_service.repository import sso as sso_repo
+from profile_service.repository import tokens as tokens_repo
+from profile_service.repository import users as users_repo
 
 # mfa's changes that an undo reverses in mfa (POST /internal/users/{id}/undo).
 MFA_UNDOABLE = frozenset({"mfa.two_factor_enabled", "mfa.totp_enabled", "mfa.security_key_added",

@@ -159,9 +159,7 @@ async def open_backbone(stack_env: dict[str, str], tmp_path: Path) -> Backbone:
     dsn = stack_env[f"{SERVICE.upper()}_DATABASE_URL"]
     conn = await asyncpg.connect(dsn)
     try:
-        empty = tmp_path / "no-service-migrations"
-        empty.mkdir()
-        await run_migrations(conn, empty, schema=SERVICE)  # only the shared outbox/inbox tables
+        await run_migrations(conn, (), schema=SERVICE)  # only the shared outbox/inbox tables
         await conn.execute(f"SET search_path TO {SERVICE}")
         await conn.execute(EFFECTS_DDL)
     finally:

@@ -12,8 +12,8 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from profile_service import tokens_repo
 from profile_service.bootstrap import create_admin
+from profile_service.repository import tokens as tokens_repo
 from profile_support import ADMIN_EMAIL, DEMO_EMAIL, PASSWORD, Browser, ProfileHarness
 
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from notifier_service import emails
 from notifier_service.consumers import EMAIL_EVENTS
-from notifier_service.repository import Job
+from notifier_service.repository.jobs import Job
 from portal_shared import tokens
 from portal_shared.events import ALL_EVENTS
 

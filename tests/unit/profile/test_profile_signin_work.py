@@ -9,8 +9,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from profile_service import signin, users_repo
+from profile_service import signin
 from profile_service.errors import BadCredentials
+from profile_service.repository import users as users_repo
 
 
 class RecordingPool:

@@ -1,4 +1,4 @@
-"""Plain SQL over the notifier schema: the users projection and the email job queue."""
+"""SQL of the email job queue (table `email_jobs`)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,7 @@ NOTIFY_CHANNEL = "notifier_email_jobs"
 Executor = asyncpg.Pool | asyncpg.Connection
 
 # Consumer statements (portal_shared.consumer.Statement): each runs in one statement with the event's inbox
-# claim ($1–$3, the CTE `claimed`) and does nothing for a duplicate. An older event never overwrites a newer
-# one's name or address.
-_UPSERT_USER = """
-INSERT INTO users (user_id, email, name, event_at)
-SELECT $4::text, $5::text, $6::text, $7::timestamptz WHERE EXISTS (SELECT 1 FROM claimed)
-ON CONFLICT (user_id) DO UPDATE
-SET email = EXCLUDED.email, name = EXCLUDED.name, event_at = EXCLUDED.event_at, updated_at = now()
-WHERE users.event_at <= EXCLUDED.event_at
-"""
+# claim ($1–$3, the CTE `claimed`) and does nothing for a duplicate.
 # One row per copy of the event's email (usually one; two for an address change). A change_undone job looks
 # up its undone event's job: it keeps what that email named (`undone`: method and key name) so it can say what
 # was removed, and after an address change's undo it goes to the restored (old) address, whatever the users
@@ -121,10 +113,6 @@ class Job:
     user_name: str | None
     correlation_id: str | None = None
     traceparent: str | None = None  # the consume's span context: the send span continues the request's trace
-
-
-def upsert_user(*, user_id: str, email: str, name: str, event_at: datetime) -> Statement:
-    return Statement(_UPSERT_USER, (user_id, email, name, event_at))
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,9 @@ from typing import Any
 
 import asyncpg
 
-from profile_service.audit import MAX_DETAIL
 from profile_service.models import Session
-from profile_service.users_repo import user_columns, user_from_row
+from profile_service.repository.audit import MAX_DETAIL
+from profile_service.repository.users import user_columns, user_from_row
 
 Conn = asyncpg.Connection | asyncpg.Pool
 

@@ -167,3 +167,8 @@ async def get_client_by_name(conn: Conn, name: str) -> Client | None:
 
 async def list_clients(conn: Conn) -> list[Client]:
     return [Client(str(r["id"]), r["name"]) for r in await conn.fetch(_CLIENT_LIST)]
+
+
+async def lock_for_seeding(conn: asyncpg.Connection) -> None:
+    """Two seeders at once (several replicas starting) run one after the other, to the transaction's end."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('profile-seed-demo'))")

@@ -15,7 +15,7 @@ from datetime import datetime
 import asyncpg
 
 from profile_service.models import AuditEntry, Client, User
-from profile_service.users_repo import user_columns, user_from_row
+from profile_service.repository.users import user_columns, user_from_row
 
 Conn = asyncpg.Connection | asyncpg.Pool
 

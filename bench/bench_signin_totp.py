@@ -1,0 +1,159 @@
+"""What the second step costs (issue #17 item 9): full sign-ins with TOTP/s ÷ password sign-ins/s, one stack.
+
+    PYTHONPATH=. uv run python -m bench.bench_signin_totp
+
+On one throwaway stack (Postgres, RabbitMQ, the three services as processes, nginx — all on loopback), two
+populations of client users with the same password: one without two-factor, one with an authenticator app
+(secrets sealed exactly as mfa seals them, the sign-in latch up). A password sign-in is POST /api/auth/login;
+a full sign-in with TOTP is that POST (answered `second_factor_required`) then POST /api/auth/login/totp with
+a fresh valid code, on the pending session's cookies. Both go through nginx from many client addresses
+(bench_http.SignInLoad's spread, so no per-IP limit is hit), at the same concurrency, in interleaved rounds
+so drift on the machine hits both alike; the figure is the median of the per-round ratios.
+
+Both rates are bounded by argon2id (profile's thread-pool cap), so the ratio is what the second step's
+extra work — profile's two requests, mfa's check and the replay-guard write, Postgres — takes from
+the machine. Goal: ≥ 0.8.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.support` when run as a file
+
+from portal_shared.db_bootstrap import SERVICE_SCHEMAS, dsn_for
+
+from bench.bench_http import (
+    SIGNIN_CONCURRENCY,
+    SIGNIN_SECONDS,
+    SOURCE_ADDRESSES,
+    USER_PASSWORD,
+    SignInLoad,
+    create_users,
+)
+from bench.bench_totp import Users, seal_secrets
+from bench.load import closed_loop
+from bench.report import Figure, median, spread, write
+from tests.support.stack import throwaway_stack
+
+ROUNDS = 5
+PASSWORD_USERS = 200
+# Each TOTP user can pass at most two codes per 30 s step (steps now and now + 1, each once), and the
+# bench runs a few minutes: enough users that the population never runs dry.
+TOTP_USERS = 3000
+GOAL = 0.8
+
+
+class TotpSignInLoad:
+    """Password, then the current code, for users with an authenticator app; counts what each step answered."""
+
+    def __init__(self, gateway: str, emails: list[str], users: Users) -> None:
+        self.gateway = gateway
+        self.emails = emails
+        self.users = users
+        self.sessions = [aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{10 + k}", 0), limit=0),
+            cookie_jar=aiohttp.DummyCookieJar()) for k in range(SOURCE_ADDRESSES)]
+        self.next_session = itertools.cycle(self.sessions)
+        self.outcomes: dict[str, int] = {}
+
+    def _count(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+    async def call(self) -> bool:
+        i, step = self.users.take()
+        http = next(self.next_session)
+        async with http.post(f"{self.gateway}/api/auth/login",
+                             json={"email": self.emails[i], "password": USER_PASSWORD}) as r:
+            body = await r.json()
+            if r.status != 200 or body.get("state") != "second_factor_required":
+                self._count(f"login {r.status} {body.get('state')}")
+                return False
+            session, csrf = r.cookies["portal_session"].value, r.cookies["portal_csrf"].value
+        headers = {"Cookie": f"portal_session={session}; portal_csrf={csrf}", "X-CSRF-Token": csrf}
+        async with http.post(f"{self.gateway}/api/auth/login/totp", headers=headers,
+                             json={"code": self.users.code(i, step)}) as r:
+            body = await r.json()
+            ok = r.status == 200 and body.get("state") == "signed_in"
+            self._count("signed_in" if ok else f"totp {r.status}")
+            return ok
+
+    async def close(self) -> None:
+        for s in self.sessions:
+            await s.close()
+
+
+async def with_totp(profile_dsn: str, mfa_dsn: str, encryption_keys: str, count: int) -> tuple[list[str], Users]:
+    """`count` client users with an enabled authenticator app and the sign-in latch up."""
+    emails = await create_users(profile_dsn, count)
+    conn = await asyncpg.connect(profile_dsn, server_settings={"search_path": "profile"})
+    try:
+        rows = await conn.fetch("UPDATE users SET two_factor_enabled = true, two_factor_changed_at = now() "
+                                "WHERE email = ANY($1::text[]) RETURNING id, email", emails)
+    finally:
+        await conn.close()
+    by_email = {r["email"]: str(r["id"]) for r in rows}
+    users = Users(count, ids=[by_email[e] for e in emails])
+    await seal_secrets(mfa_dsn, encryption_keys, users.ids, users.secrets)
+    return emails, users
+
+
+async def measure(password: SignInLoad, totp: TotpSignInLoad) -> Figure:
+    for load in (password.call, totp.call):  # warm-up of both paths
+        await closed_loop(load, concurrency=SIGNIN_CONCURRENCY, seconds=3)
+    password_rates: list[float] = []
+    totp_rates: list[float] = []
+    for _ in range(ROUNDS):
+        result = await closed_loop(password.call, concurrency=SIGNIN_CONCURRENCY, seconds=SIGNIN_SECONDS)
+        password_rates.append((result.requests - result.errors) / result.seconds)
+        result = await closed_loop(totp.call, concurrency=SIGNIN_CONCURRENCY, seconds=SIGNIN_SECONDS)
+        totp_rates.append((result.requests - result.errors) / result.seconds)
+    ratios = [t / p for t, p in zip(totp_rates, password_rates, strict=True)]
+    print(f"sign-ins/s per round: password {[round(r, 1) for r in password_rates]}, "
+          f"TOTP {[round(r, 1) for r in totp_rates]}; outcomes {totp.outcomes}", flush=True)
+    return Figure("Full sign-ins with TOTP/s ÷ password sign-ins/s", median(ratios), f">= {GOAL}", "×",
+                  f"{median(totp_rates):.1f}/s vs {median(password_rates):.1f}/s at {SIGNIN_CONCURRENCY} clients "
+                  f"over {SOURCE_ADDRESSES} addresses, distinct users; ratio {spread(ratios)}; "
+                  f"TOTP outcomes {totp.outcomes}")
+
+
+async def run() -> list[Figure]:
+    stack = throwaway_stack()
+    await asyncio.to_thread(stack.start)
+    try:
+        assert stack.postgres is not None
+        values = stack.secrets()
+        admin = stack.postgres.admin_dsn
+        profile_dsn = dsn_for(admin, user=SERVICE_SCHEMAS["profile"], password=values["PROFILE_DB_PASSWORD"],
+                              database="portal")
+        mfa_dsn = dsn_for(admin, user=SERVICE_SCHEMAS["mfa"], password=values["MFA_DB_PASSWORD"], database="portal")
+        gateway = f"http://127.0.0.1:{stack.ports.gateway}"
+        await asyncio.sleep(3)  # let the services settle after start
+        password_emails = await create_users(profile_dsn, PASSWORD_USERS)
+        totp_emails, users = await with_totp(profile_dsn, mfa_dsn, values["MFA_ENCRYPTION_KEYS"], TOTP_USERS)
+        password, totp = SignInLoad(gateway, password_emails), TotpSignInLoad(gateway, totp_emails, users)
+        try:
+            return [await measure(password, totp)]
+        finally:
+            await password.close()
+            await totp.close()
+    finally:
+        await asyncio.to_thread(stack.stop)
+
+
+async def main() -> None:
+    figures = await run()
+    for figure in figures:
+        print(figure.line())
+    path = write("signin-totp", figures)
+    print(f"results in {path}.json and .md")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""Plain-SQL adapters for the notifier schema: one module per table."""
