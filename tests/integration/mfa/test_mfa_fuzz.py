@@ -26,6 +26,11 @@ from collections.abc import Callable
 import pytest
 import requests
 import schemathesis
+
+# Loaded now, at collection, rather than lazily by from_url in a worker thread: there, CPython 3.11.7's AST
+# validator can miscount its recursion depth while pytest's assertion rewriter parses the module
+# ("SystemError: AST constructor recursion depth mismatch"), which failed this test after others had run.
+import schemathesis.specs.openapi.schemas
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from mfa_service.openapi import PATHS
