@@ -51,7 +51,7 @@ async def reauthenticate(ctx: Context, session: Session, body: dict[str, Any], *
     if factor is None:
         ok = await check_password(ctx, user, value, ip=ip, flow="re-authentication", device=device)
     else:
-        ok = await second_factors.attempt(ctx, factor, session, value, counter=counter, ip=ip,
+        ok = await second_factors.attempt(ctx, factor, session, value, device=device, ip=ip,
                                           flow="re-authentication") is not None
     if not ok:
         raise field_error(field, wrong)

@@ -3,6 +3,11 @@
 Each factor knows how mfa checks it; `attempt` is the one way any check runs: a locked counter fails
 without asking mfa, and a failure is counted on the throttle and audited (and, during sign-in, shown in
 the owner's activity) in one statement, whichever flow it came from.
+
+The lock is judged on the rows this request already read (the session's account, the browser's known
+device), as the password check does, not by another query: a lock that lands between that read and the
+check is one a parallel failure set a few milliseconds ago, and the check would have raced it anyway;
+what bounds parallel guesses on one pending sign-in is its reserved attempts (signin.py).
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ from typing import Any
 
 import asyncpg
 
-from profile_service import activity
+from profile_service import activity, throttle
 from profile_service.context import Context
 from profile_service.mfa_client import Verification
 from profile_service.models import Session
 from profile_service.repository import throttle as throttle_repo
+from profile_service.repository.devices import Device
 
 SIGN_IN_FLOW = "sign-in"
 FailureHook = Callable[[asyncpg.Connection], Awaitable[None]]
@@ -53,15 +59,18 @@ SECURITY_KEY = Factor("webauthn", "security key", _security_key)
 FACTORS = {factor.key: factor for factor in (TOTP, RECOVERY_CODE, SECURITY_KEY)}
 
 
-async def attempt(ctx: Context, factor: Factor, session: Session, value: Any, *, counter: bytes | None, ip: str,
+async def attempt(ctx: Context, factor: Factor, session: Session, value: Any, *, device: Device | None, ip: str,
                   flow: str, on_failure: FailureHook | None = None) -> Verification | None:
     """Check `value` with `factor` for the session's account: its verification when it passed, else None.
 
-    `counter`: the known device's token hash the attempt counts on (None: the account's untrusted counter).
-    `flow` ("sign-in", "re-authentication") goes into the audit; `on_failure` runs in the failure's
-    transaction (sign-in voids its pending session there once its attempts are spent)."""
+    `device`: the account's known device the attempt comes from, whose counter it counts on (None: the
+    account's untrusted counter). `flow` ("sign-in", "re-authentication") goes into the audit;
+    `on_failure` runs in the failure's transaction (sign-in voids its pending session there once its
+    attempts are spent)."""
     user_id = session.user.id
-    if not await throttle_repo.locked(ctx.pool, user_id, counter):
+    counter = device.token_hash if device is not None else None
+    lock = device.locked_until if device is not None else session.user.locked_until
+    if not throttle.is_locked(lock):
         verification = await factor.check(ctx, session, value)
         if verification.ok:
             return verification

@@ -22,7 +22,7 @@ from portal_shared.ids import is_uuid
 
 from profile_service.config import Settings
 from profile_service.errors import NotFound
-from profile_service.models import SECOND_FACTOR_REQUIRED, SIGNED_IN, VOID, Session
+from profile_service.models import SECOND_FACTOR_REQUIRED, VOID, Session
 from profile_service.repository import activity as activity_repo
 from profile_service.repository import audit
 from profile_service.repository import sessions as sessions_repo
@@ -119,12 +119,12 @@ async def start(conn: asyncpg.Connection | asyncpg.Pool, *, user_id: str, state:
     return NewSession(raw, public_id)
 
 
-async def complete_sign_in(conn: asyncpg.Connection | asyncpg.Pool, session: Session, *, method: str) -> str:
-    """The second factor passed: a new id, signed in (by `method`), counters cleared."""
+async def complete_sign_in(conn: asyncpg.Connection | asyncpg.Pool, session: Session, *, method: str, ip: str,
+                           audit_detail: str) -> str:
+    """The second factor passed: a new id, signed in (by `method`), counters cleared, the sign-in audited."""
     raw = new_session_id()
-    await sessions_repo.update(conn, session.id_hash, {
-        "id_hash": hash_id(raw), "state": SIGNED_IN, "second_factor_failures": 0, "webauthn_challenge_id": None,
-        "auth_at": sessions_repo.NOW, "last_seen_at": sessions_repo.NOW, "method": method})
+    await sessions_repo.complete_sign_in(conn, session.id_hash, new_hash=hash_id(raw), method=method, ip=ip,
+                                         audit_detail=audit_detail)
     return raw
 
 

@@ -190,7 +190,7 @@ async def second_factor(ctx: Context, request_session: Session | None, *, factor
         await sessions_repo.void_if_attempts_spent(conn, session.id_hash, limit=limit)
 
     try:
-        verification = await second_factors.attempt(ctx, factor, session, value, counter=_counter(device), ip=ip,
+        verification = await second_factors.attempt(ctx, factor, session, value, device=device, ip=ip,
                                                     flow=SIGN_IN_FLOW, on_failure=void_when_spent)
     except Exception:  # the check did not run to an answer (mfa or the database down): no attempt spent
         await sessions_repo.return_second_factor_attempt(ctx.pool, session.id_hash)
@@ -202,8 +202,8 @@ async def second_factor(ctx: Context, request_session: Session | None, *, factor
         remaining = (await ctx.mfa.factors(user.id)).recovery_codes_remaining
     async with ctx.pool.acquire() as conn, conn.transaction():
         first = session.method or PASSWORD  # how the pending sign-in passed its first step
-        raw = await sessions.complete_sign_in(conn, session, method=f"{first}+{factor.key}")
-        await audit.record(conn, user.id, "signed_in", ip=ip, detail=f"{first} and {factor.label}")
+        raw = await sessions.complete_sign_in(conn, session, method=f"{first}+{factor.key}", ip=ip,
+                                              audit_detail=f"{first} and {factor.label}")
         cookie, known = await completed(conn, user, device, device_cookie, session_id=session.public_id,
                                         how=HowSignedIn(first, ip, session.user_agent, second_factor=factor.label))
     return SignInResult(raw, SIGNED_IN, recovery_codes_remaining=remaining, with_second_factor=True,
@@ -234,8 +234,7 @@ async def passkey(ctx: Context, *, challenge_id: str | None, credential: Any, pr
         if previous is not None:
             await sessions_repo.delete(conn, previous.id_hash)
         raw, session_id = await sessions.start(conn, user_id=user.id, state=SIGNED_IN, user_agent=user_agent, ip=ip,
-                                               method=PASSKEY)
-        await audit.record(conn, user.id, "signed_in", ip=ip, detail="passkey")
+                                               method=PASSKEY, audit=("signed_in", "passkey"))
         cookie, known = await completed(conn, user, device, device_cookie, session_id=session_id,
                                         how=HowSignedIn(PASSKEY, ip, user_agent))
     remaining = proved.recovery_codes_remaining

@@ -33,6 +33,18 @@ _INSERT_AUDITED = f"""
 WITH new_session AS ({_INSERT})
 INSERT INTO audit_log (user_id, type, ip, detail) VALUES ($3, $9, $7, $10)
 """  # noqa: S608 (a constant statement)
+# The second factor passed: the pending session becomes signed in under a new id (counters cleared, the
+# challenge spent) and the sign-in is audited, in one statement and one round trip.
+_COMPLETE_AUDITED = """
+WITH completed AS (
+    UPDATE sessions
+    SET id_hash = $2, state = 'signed_in', second_factor_failures = 0, webauthn_challenge_id = NULL,
+        auth_at = now(), last_seen_at = now(), method = $3
+    WHERE id_hash = $1
+    RETURNING user_id
+)
+INSERT INTO audit_log (user_id, type, ip, detail) SELECT user_id, 'signed_in', $4, $5 FROM completed
+"""
 _TOUCH = "UPDATE sessions SET last_seen_at = now() WHERE id_hash = $1"
 _DELETE = "DELETE FROM sessions WHERE id_hash = $1"
 _DELETE_PUBLIC = "DELETE FROM sessions WHERE user_id = $1 AND public_id = $2 RETURNING id_hash"
@@ -86,6 +98,11 @@ async def insert(conn: Conn, *, id_hash: bytes, user_id: str, state: str, lifeti
     else:
         await conn.execute(_INSERT_AUDITED, *values, audit[0], audit[1][:MAX_DETAIL])
     return str(public_id)
+
+
+async def complete_sign_in(conn: Conn, id_hash: bytes, *, new_hash: bytes, method: str, ip: str,
+                          audit_detail: str) -> None:
+    await conn.execute(_COMPLETE_AUDITED, id_hash, new_hash, method, ip, audit_detail[:MAX_DETAIL])
 
 
 class _Now:

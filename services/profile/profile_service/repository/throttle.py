@@ -60,24 +60,10 @@ _CLEAR_DEVICE = """
 UPDATE devices SET failed_attempts = 0, locked_until = NULL
 WHERE token_hash = $2 AND user_id = $1 AND (failed_attempts <> 0 OR locked_until IS NOT NULL)
 """
-_ACCOUNT_LOCKED = "SELECT locked_until > now() FROM users WHERE id = $1"
-_DEVICE_LOCKED = "SELECT locked_until > now() FROM devices WHERE token_hash = $2 AND user_id = $1"
 
 
 def _uid(user_id: str | None) -> uuid.UUID:
     return uuid.UUID(user_id) if user_id else NO_USER
-
-
-async def locked(conn: asyncpg.Connection | asyncpg.Pool, user_id: str, device: bytes | None = None) -> bool:
-    """Whether the counter of this attempt is locked: the known device `device` of the account, else untrusted."""
-    if device is None:
-        return bool(await conn.fetchval(_ACCOUNT_LOCKED, uuid.UUID(user_id)))
-    return bool(await conn.fetchval(_DEVICE_LOCKED, uuid.UUID(user_id), device))
-
-
-async def account_locked(conn: asyncpg.Connection | asyncpg.Pool, user_id: str) -> bool:
-    """The untrusted counter's lock (what refuses browsers that are not a known device)."""
-    return await locked(conn, user_id)
 
 
 async def record_failure(conn: asyncpg.Connection | asyncpg.Pool, user_id: str | None, device: bytes | None = None,
