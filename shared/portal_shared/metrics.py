@@ -17,6 +17,7 @@ OUTBOX_PUBLISHED = Counter("portal_outbox_published_total", "Events published an
 OUTBOX_PUBLISH_FAILURES = Counter(
     "portal_outbox_publish_failures_total", "Publishes not confirmed (nack, return, broker down)", ["reason"])
 OUTBOX_PRUNED = Counter("portal_outbox_pruned_total", "Published outbox rows deleted after the retention period")
+INBOX_PRUNED = Counter("portal_inbox_pruned_total", "Processed-message inbox rows deleted after the retention period")
 
 CONSUMED = Counter("portal_events_consumed_total", "Events handled and acknowledged", ["type"])
 DUPLICATES_SKIPPED = Counter("portal_events_duplicates_total", "Redelivered events skipped by the inbox", ["type"])

@@ -13,7 +13,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from portal_shared import broker, db, tracing
+from portal_shared import broker, db, inbox, tracing
 from portal_shared.config import CommonSettings
 from portal_shared.consumer import EventConsumer, Handler
 from portal_shared.health import add_health_routes
@@ -97,7 +97,12 @@ def event_consumer(settings: CommonSettings, handlers: dict[str, Handler], **opt
         consumer = EventConsumer(app[DB_POOL], app[AMQP_CONNECTION], service=settings.service_name,
                                  handlers=handlers, **options)  # type: ignore[arg-type]
         await consumer.start()
+        pruning = asyncio.create_task(inbox.prune_forever(app[DB_POOL], tracing.tracer(settings.service_name)),
+                                      name="inbox-prune")
         yield
+        pruning.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pruning
         await consumer.stop()  # finish handlers in flight before the pool and connection close
 
     return ctx

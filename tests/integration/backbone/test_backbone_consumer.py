@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 
 import aio_pika
 import asyncpg
-from portal_shared import broker
+from opentelemetry import trace
+from portal_shared import broker, inbox
 from portal_shared.consumer import OneStatement, PermanentError, Statement
 from portal_shared.dlq import list_dead_letters, replay_dead_letters
 from portal_shared.events import Envelope, encode
@@ -231,3 +233,49 @@ async def test_database_outage_does_not_spend_deliveries(backbone: Backbone, sta
         await admin.close()
     assert await backbone.effects() == (1, 1)
     assert await dead_letter_count(backbone) == 0
+
+
+async def _inbox_row(backbone: Backbone, message_id: str, days_ago: int) -> None:
+    await backbone.pool.execute("INSERT INTO inbox (consumer, message_id, type, processed_at) "
+                                "VALUES ('retention', $1, 'mfa.totp_enabled', now() - make_interval(days => $2))",
+                                message_id, days_ago)
+
+
+async def _inbox_ids(backbone: Backbone) -> set[str]:
+    rows = await backbone.pool.fetch("SELECT message_id FROM inbox WHERE consumer = 'retention'")
+    return {r["message_id"] for r in rows}
+
+
+async def test_inbox_rows_are_pruned_after_the_retention_in_chunks(backbone: Backbone) -> None:
+    for i in range(3):
+        await _inbox_row(backbone, f"old-{i}", 31)
+    await _inbox_row(backbone, "recent", 29)
+    assert await inbox.prune(backbone.pool, chunk=2) == 3  # two chunks: 2, then 1
+    assert await _inbox_ids(backbone) == {"recent"}
+
+
+async def test_the_inbox_prune_loop_runs_at_once_and_survives_a_failed_run(backbone: Backbone) -> None:
+    await _inbox_row(backbone, "old", 31)
+    await _inbox_row(backbone, "recent", 1)
+    loop = asyncio.create_task(inbox.prune_forever(backbone.pool, trace.get_tracer("test"), every_seconds=0.05))
+    try:
+        for _ in range(200):  # the first run starts at once
+            if await _inbox_ids(backbone) == {"recent"}:
+                break
+            await asyncio.sleep(0.02)
+        assert await _inbox_ids(backbone) == {"recent"}
+        # A run that fails (the table briefly unreadable for the service) is logged and retried, not fatal.
+        await backbone.pool.execute("ALTER TABLE inbox RENAME TO inbox_away")
+        await asyncio.sleep(0.2)
+        assert not loop.done()
+        await backbone.pool.execute("ALTER TABLE inbox_away RENAME TO inbox")
+        await _inbox_row(backbone, "old-again", 40)
+        for _ in range(200):
+            if await _inbox_ids(backbone) == {"recent"}:
+                break
+            await asyncio.sleep(0.02)
+        assert await _inbox_ids(backbone) == {"recent"}
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
