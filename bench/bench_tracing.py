@@ -1,22 +1,23 @@
 """The cost of tracing (issue #18) on R1 (GET /api/profile through nginx with a signed-in session) and R3
 (password sign-ins/s, POST /api/auth/login through nginx, no 2FA).
 
-Three throwaway stacks at once, the same in all but the OTEL_* settings of their services:
+Throwaway stacks, the same in all but the OTEL_* settings of their services:
 - off: no OTEL_EXPORTER_OTLP_ENDPOINT (the no-op tracer);
-- 100%: OTLP/HTTP to a receiver in this process (it answers 200 and counts the bytes), sampler
-  `traceidratio` 1.0: every request's spans (server, client, SQL) are recorded, batched and exported;
+- 100%: OTLP/HTTP to a sink in a process of its own (bench/otlp_sink.py: it answers 200 and counts the
+  bytes), sampler `traceidratio` 1.0: every request's spans (server, client, SQL) are recorded, batched and
+  exported;
 - 1%: the same with `traceidratio` 0.01.
 The load is bench_http's own (its `getter` for R1, its `SignInLoad` over many users and source addresses
 for R3), so these ratios price tracing on the very requests that bench measures.
 
-How the figure is made trustworthy on a noisy 2-core VM (other engineers' runs share it): the load runs in
-short slots, off / traced / off / traced / off …, each traced slot between two slots of off, the traced
-modes alternating. Each traced slot's ratio is its rate ÷ the mean of the two off slots around it, which
-cancels drift that is slow next to a slot (another process starting, the VM's neighbours); the figure is
-the median of those ratios (goals: ≥ 0.90 at 100%, ≥ 0.98 at 1%), so a slot that a burst of foreign load
-hit moves it little. A pause between slots, longer than the batch processor's 5 s schedule delay, lets
-the previous slot's tail (its last span export, relay, WAL writeback) finish before the next slot is
-timed. The load average before and after is in the note.
+How the figure is made trustworthy on a noisy 2-core VM: one stack is alive at a time, and each round
+starts a fresh stack per mode, in an order that rotates from round to round (off, 100%, 1%; then 100%,
+1%, off; …). An earlier version kept the three stacks up side by side and alternated short slots between
+them; swapping the order in which they were started showed the first-started stack faster by 20–30% in
+whatever mode it ran, a bias of the instance (and the other two idle stacks' own work), not of tracing.
+Fresh stacks per round spread that over the modes, and the rotation spreads slow drift. Each round's
+figure is a mode's rate ÷ the rate of the round's off stack; the result is the median over the rounds
+(goals: ≥ 0.90 at 100%, ≥ 0.98 at 1%). The load average before and after is in the note.
 
     PYTHONPATH=. uv run python -m bench.bench_tracing
 """
@@ -31,72 +32,79 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.support` when run as a file
 
-from portal_devstack.process import free_port
+from portal_devstack.process import StartError
 from portal_devstack.stack import LocalStack
 from portal_shared.db_bootstrap import SERVICE_SCHEMAS, dsn_for
 
-from bench.bench_http import SIGNIN_CONCURRENCY, SIGNIN_USERS, SignInLoad, create_users, getter, sign_in
+from bench.bench_http import REPO, SIGNIN_CONCURRENCY, SIGNIN_USERS, SignInLoad, create_users, getter, sign_in
 from bench.load import LoadResult, closed_loop
 from bench.report import Figure, median, spread, write
 from tests.support.stack import DEMO_PASSWORD, throwaway_stack
 
-PAIRS = 8  # traced slots per mode and requirement (each between two off slots)
+ROUNDS = 5  # fresh stacks per mode and round
 CONCURRENCY = 8  # R1 clients; R3 uses bench_http's SIGNIN_CONCURRENCY
-R1_SECONDS = 2.5
-R3_SECONDS = 4.0  # ~90 sign-ins/s on 2 cores: a slot of a few hundred sign-ins
-# Longer than the batch processor's schedule delay (OTEL_BSP_SCHEDULE_DELAY, 5 s): a traced slot's last export
-# then runs before the next off slot is timed, instead of charging the off slot (which would flatter tracing).
-SETTLE_SECONDS = 5.5
+R1_SECONDS = 4.0
+R3_SECONDS = 6.0  # ~50 sign-ins/s on 2 cores: a few hundred sign-ins per stack
+SETTLE_SECONDS = 3.0  # after a stack's start, before its warm-up: its services' own start-up work ends
 MODES = {"off": None, "100%": "1.0", "1%": "0.01"}
 GOALS = {"100%": ">= 0.90", "1%": ">= 0.98"}
 _OTEL = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")
 Call = Callable[[], Awaitable[bool]]
 
 
-class Receiver:
-    """An OTLP/HTTP trace endpoint that accepts everything (the collector's cost is not ours to measure)."""
+class Sink:
+    """bench/otlp_sink.py in its own process: where the traced stacks export."""
 
     def __init__(self) -> None:
-        self.requests = 0
-        self.bytes = 0
-        self.port = free_port()
-        self._runner: web.AppRunner | None = None
-
-    async def _traces(self, request: web.Request) -> web.Response:
-        self.requests += 1
-        self.bytes += len(await request.read())
-        return web.Response(body=b"", content_type="application/x-protobuf")
+        self.port = 0
+        self._proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024**2)
-        app.router.add_post("/v1/traces", self._traces)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.otlp_sink", stdout=asyncio.subprocess.PIPE, cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert self._proc.stdout is not None
+        line = (await asyncio.wait_for(self._proc.stdout.readline(), timeout=30)).decode().split()
+        if line[:1] != ["ready"]:
+            raise RuntimeError(f"the OTLP sink did not start: {line}")
+        self.port = int(line[1])
+
+    async def stats(self) -> dict[str, int]:
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{self.port}/stats") as answer:
+            return dict(await answer.json())
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.terminate()
+            await self._proc.wait()
 
 
-async def start(ratio: str | None, receiver: Receiver) -> LocalStack:
+async def start(ratio: str | None, sink: Sink) -> LocalStack:
     """A stack whose service processes got this mode's OTEL_* settings (they inherit the environment)."""
     for key in _OTEL:
         os.environ.pop(key, None)
     if ratio is not None:
-        os.environ.update({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+        os.environ.update({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}",
                            "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": ratio})
-    stack = throwaway_stack()
     try:
-        await asyncio.to_thread(stack.start)
+        for attempt in range(3):
+            stack = throwaway_stack()
+            try:
+                await asyncio.to_thread(stack.start)
+                return stack
+            except StartError as exc:  # stacks started back to back: a port the last one held can be late to free
+                await asyncio.to_thread(stack.stop)
+                if attempt == 2:
+                    raise
+                print(f"  stack start failed ({str(exc).splitlines()[0]}); again", flush=True)
+                await asyncio.sleep(5)
+        raise AssertionError("unreachable")
     finally:
         for key in _OTEL:
             os.environ.pop(key, None)
-    return stack
 
 
 def profile_dsn(stack: LocalStack) -> str:
@@ -111,89 +119,68 @@ def ok_rate(result: LoadResult) -> float:
     return (result.requests - result.errors) / result.seconds
 
 
-async def sandwiched(calls: dict[str, Call], *, concurrency: int,
-                     seconds: float) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """off, m₁, off, m₂, off, m₁, … : each traced slot's rate ÷ the mean rate of the off slots on either side.
-
-    Returns (every slot's rate by mode, each traced slot's ratio by mode)."""
-    traced = [mode for mode in calls if mode != "off"]
-
-    async def slot(mode: str) -> float:
-        await asyncio.sleep(SETTLE_SECONDS)
-        result = await closed_loop(calls[mode], concurrency=concurrency, seconds=seconds)
-        if result.errors:
-            print(f"  {mode}: {result.errors} failed requests in a slot", flush=True)
-        rates[mode].append(ok_rate(result))
-        return rates[mode][-1]
-
-    rates: dict[str, list[float]] = {mode: [] for mode in calls}
-    ratios: dict[str, list[float]] = {mode: [] for mode in traced}
-    before = await slot("off")
-    for n in range(PAIRS * len(traced)):
-        mode = traced[n % len(traced)]
-        rate = await slot(mode)
-        after = await slot("off")
-        ratios[mode].append(rate / ((before + after) / 2))
-        before = after
-    return rates, ratios
-
-
-def figures_of(requirement: str, ratios: dict[str, list[float]], rates: dict[str, list[float]],
-               clients: int, load: tuple[float, float]) -> list[Figure]:
+def figures_of(requirement: str, rates: dict[str, list[float]], clients: int,
+               load: tuple[float, float]) -> list[Figure]:
+    """Per round, a mode's rate ÷ that round's off rate; the median over the rounds."""
     figures = []
     for mode, goal in GOALS.items():
+        ratios = [traced / off for traced, off in zip(rates[mode], rates["off"], strict=True)]
+        print(f"{requirement} at {mode}: ratios {[round(r, 3) for r in ratios]}", flush=True)
         figures.append(Figure(
-            f"{requirement} with tracing at {mode} ÷ tracing off", median(ratios[mode]), goal, "×",
-            f"{median(rates[mode]):,.1f}/s vs {median(rates['off']):,.1f}/s off at {clients} clients; each "
-            f"traced slot ÷ the off slots either side, {spread(ratios[mode])}; load average "
-            f"{load[0]:.2f} before, {load[1]:.2f} after"))
+            f"{requirement} with tracing at {mode} ÷ tracing off", median(ratios), goal, "×",
+            f"{median(rates[mode]):,.1f}/s vs {median(rates['off']):,.1f}/s off at {clients} clients; a fresh "
+            f"stack per mode and round, {spread(ratios)}; load average {load[0]:.2f} before, {load[1]:.2f} after"))
     return figures
 
 
-async def measure(calls: dict[str, Call], *, requirement: str, concurrency: int, seconds: float) -> list[Figure]:
-    for call in calls.values():  # warm-up: connections, prepared statements, caches, the exporter's first batch
-        await closed_loop(call, concurrency=concurrency, seconds=2)
-    load_before = os.getloadavg()[0]
-    rates, ratios = await sandwiched(calls, concurrency=concurrency, seconds=seconds)
-    load = (load_before, os.getloadavg()[0])
-    for mode in GOALS:
-        print(f"{requirement} at {mode}: ratios {[round(r, 3) for r in ratios[mode]]}", flush=True)
-    return figures_of(requirement, ratios, rates, concurrency, load)
+async def measure_stack(mode: str, sink: Sink, http: aiohttp.ClientSession) -> tuple[float, float]:
+    """Start a stack in `mode`, measure R1 and R3 on it, stop it: (R1 requests/s, R3 sign-ins/s)."""
+    stack = await start(MODES[mode], sink)
+    signins: SignInLoad | None = None
+    try:
+        await asyncio.sleep(SETTLE_SECONDS)
+        gateway = f"http://127.0.0.1:{stack.ports.gateway}"
+        raw = await sign_in(http, gateway, "demo@client.example", DEMO_PASSWORD)
+        read = getter(http, f"{gateway}/api/profile", raw)
+        signins = SignInLoad(gateway, await create_users(profile_dsn(stack), SIGNIN_USERS))
+        # Warm-up: connections, prepared statements, caches, the exporter's first batch.
+        await closed_loop(read, concurrency=CONCURRENCY, seconds=2)
+        await closed_loop(signins.call, concurrency=SIGNIN_CONCURRENCY, seconds=2)
+        r1 = await closed_loop(read, concurrency=CONCURRENCY, seconds=R1_SECONDS)
+        r3 = await closed_loop(signins.call, concurrency=SIGNIN_CONCURRENCY, seconds=R3_SECONDS)
+        for name, result in (("R1", r1), ("R3", r3)):
+            if result.errors:
+                print(f"  {mode} {name}: {result.errors} failed requests", flush=True)
+        return ok_rate(r1), ok_rate(r3)
+    finally:
+        if signins is not None:
+            await signins.close()
+        await asyncio.to_thread(stack.stop)
 
 
 async def run() -> list[Figure]:
-    receiver = Receiver()
-    await receiver.start()
-    stacks: dict[str, LocalStack] = {}
-    loads: list[SignInLoad] = []
+    sink = Sink()
+    await sink.start()
+    r1: dict[str, list[float]] = {mode: [] for mode in MODES}
+    r3: dict[str, list[float]] = {mode: [] for mode in MODES}
+    order = list(MODES)
+    load_before = os.getloadavg()[0]
     try:
-        for mode, ratio in MODES.items():
-            stacks[mode] = await start(ratio, receiver)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
                                          cookie_jar=aiohttp.DummyCookieJar()) as http:
-            reads: dict[str, Call] = {}
-            signins: dict[str, Call] = {}
-            for mode, stack in stacks.items():
-                gateway = f"http://127.0.0.1:{stack.ports.gateway}"
-                raw = await sign_in(http, gateway, "demo@client.example", DEMO_PASSWORD)
-                reads[mode] = getter(http, f"{gateway}/api/profile", raw)
-                loads.append(SignInLoad(gateway, await create_users(profile_dsn(stack), SIGNIN_USERS)))
-                signins[mode] = loads[-1].call
-            exported_before = receiver.bytes
-            figures = await measure(reads, requirement="R1 GET /api/profile", concurrency=CONCURRENCY,
-                                    seconds=R1_SECONDS)
-            figures += await measure(signins, requirement="R3 password sign-ins/s", concurrency=SIGNIN_CONCURRENCY,
-                                     seconds=R3_SECONDS)
-            exported = receiver.bytes - exported_before
+            for round_ in range(ROUNDS):
+                for mode in order[round_ % len(order):] + order[:round_ % len(order)]:
+                    read_rate, signin_rate = await measure_stack(mode, sink, http)
+                    r1[mode].append(read_rate)
+                    r3[mode].append(signin_rate)
+                    print(f"round {round_ + 1} {mode}: R1 {read_rate:,.0f}/s, R3 {signin_rate:.1f}/s", flush=True)
+        exported = await sink.stats()
     finally:
-        for load in loads:
-            await load.close()
-        for stack in stacks.values():
-            await asyncio.to_thread(stack.stop)
-        await receiver.stop()
-    print(f"OTLP exported during the measured slots: {exported:,} bytes ({receiver.requests} batches in all); "
-          f"sign-in statuses {[load.statuses for load in loads]}")
-    return figures
+        await sink.stop()
+    load = (load_before, os.getloadavg()[0])
+    print(f"OTLP exported in all: {exported['bytes']:,} bytes in {exported['requests']} batches", flush=True)
+    return (figures_of("R1 GET /api/profile", r1, CONCURRENCY, load)
+            + figures_of("R3 password sign-ins/s", r3, SIGNIN_CONCURRENCY, load))
 
 
 async def main() -> None:

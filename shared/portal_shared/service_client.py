@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from portal_shared import tokens
+from portal_shared import tokens, tracing
 
 # A call between two services on the same network that takes longer than this is not coming back in time
 # for the user waiting on it (the gateway gives a request 30 s, and a sign-in may make two such calls).
@@ -31,6 +31,11 @@ class ServiceClient:
                    expect: frozenset[int] = frozenset({200, 204})) -> dict[str, Any] | None:
         """The JSON object a 200 answered (None for a 204); ServiceCallFailed for anything else."""
         headers = tokens.service_authorization(self._key, issuer=self._issuer, audience=self._audience)
+        # The caller's trace context, sent by us so it travels even where the aiohttp client instrumentation
+        # is suppressed (an unsampled request) or off; when it runs, it replaces this with its span's.
+        traceparent = tracing.current_traceparent()
+        if traceparent is not None:
+            headers = {**headers, "traceparent": traceparent}
         try:
             async with self._session.request(method, self._base + path, json=body, headers=headers,
                                              timeout=SERVICE_TIMEOUT) as response:

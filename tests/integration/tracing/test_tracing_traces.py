@@ -138,6 +138,33 @@ async def _totp_sign_in(services: dict[str, str], spans: InMemorySpanExporter, s
     assert_no_secrets(list(spans.get_finished_spans()), secrets_seen)
 
 
+async def test_an_unsampled_sign_in_records_nothing_and_still_passes_its_decision_on(
+        services: dict[str, str], spans: InMemorySpanExporter, stack_env: dict[str, str]) -> None:
+    """The gateway's traceparent says "not sampled" (flag 00): no span of profile (its SQL neither, the
+    instrumentations are suppressed) and none of mfa — which would start a trace of its own, recorded under
+    these tests' always-on sampler, if the traceparent did not reach it with the call."""
+    with tracing.untraced():
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as http:
+            secret = await _enable_totp(http, services, stack_env)
+        spans.clear()
+        trace_id = secrets.token_hex(16)
+        unsampled = {"X-Request-ID": trace_id, "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-00"}
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as http:
+            async with http.post(services["profile"] + "/api/auth/login", headers=unsampled,
+                                 json={"email": DEMO_EMAIL, "password": PASSWORD}) as answer:
+                assert (await answer.json())["state"] == "second_factor_required"
+            headers = {**unsampled, "X-CSRF-Token": next(c.value for c in jar if c.key == "portal_csrf")}
+            async with http.post(services["profile"] + "/api/auth/login/totp", headers=headers,
+                                 json={"code": pyotp.TOTP(secret).at(_now() + 30)}) as answer:
+                assert answer.status == 200, await answer.text()
+    finished = list(spans.get_finished_spans())
+    assert not [s.name for s in finished if s.name.startswith(("POST /api/auth", "POST /internal"))], \
+        "an unsampled request is recorded nowhere, mfa's side included"
+    assert not in_trace(spans, trace_id)
+
+
 def _ancestor(trace: list[ReadableSpan], span: ReadableSpan, ancestor: ReadableSpan) -> bool:
     by_id = {s.context.span_id: s for s in trace}
     current: ReadableSpan | None = span
