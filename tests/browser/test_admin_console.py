@@ -15,8 +15,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pyotp
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.browser.admin_support import (
     admin_api,
@@ -28,8 +29,8 @@ from tests.browser.admin_support import (
     sign_in,
     user_row,
 )
-from tests.browser.helpers import PageWatch, wait_ready
-from tests.browser.real_stack import ADMIN, PASSWORD, Real
+from tests.browser.helpers import PageWatch, add_virtual_authenticator, virtual_credentials, wait_ready
+from tests.browser.real_stack import ADMIN, PASSWORD, Real, User
 from tests.support.portal_client import Portal, link_token
 from tests.support.stack import DEMO_PASSWORD
 
@@ -178,6 +179,99 @@ def test_user_page_edits_fields_and_changes_the_address_after_reauthentication(
     expect(page.locator("#user-email")).to_have_text(moved)
     real.wait_for_mail(user.email, "profile.email_changed")
     real.wait_for_mail(moved, "profile.email_changed")
+    page_watch.assert_clean()
+
+
+def _admin_with_app_and_key(page: Page, real: Real) -> tuple[User, pyotp.TOTP]:
+    """A second MSP admin (an accepted invitation, promoted in the database: no API makes admins) who signs in
+    in this browser and, on the Security tab, adds a security key (the page's virtual authenticator) and an
+    authenticator app; returns the admin and the app's codes. The app's code is the last accepted one."""
+    admin = real.new_user("admin-with-factors", name="Morgan Admin")
+
+    async def promote(conn: Any) -> str:
+        return str(await conn.execute("UPDATE profile.users SET role = 'msp_admin', client_id = NULL WHERE id = $1",
+                                      uuid.UUID(admin.id)))
+
+    assert real.db(promote) == "UPDATE 1"
+    sign_in(page, real, admin.email, admin.password)
+    page.get_by_role("tab", name="Security").click()
+    page.get_by_role("button", name="Add Key").click()
+    name_dialog = page.get_by_role("dialog", name="Name this key")
+    name_dialog.get_by_label("Key name").fill("Desk key")
+    name_dialog.get_by_role("button", name="Save Key").click()
+    codes = page.get_by_role("dialog", name="Save your recovery codes")
+    codes.get_by_role("button", name="I've Saved These").click()
+    expect(page.locator("#keys-list")).to_contain_text("Desk key")
+    page.get_by_role("button", name="Enable").click()
+    expect(page.get_by_alt_text("QR code for setting up your authenticator app")).to_be_visible()
+    totp = pyotp.TOTP(page.locator("#totp-secret").inner_text().strip())
+    page.get_by_label("6-digit code").fill(totp.now())
+    page.get_by_role("button", name="Verify").click()
+    expect(page.locator("#totp-badge")).to_have_text("Enabled")
+    again = page.get_by_role("dialog", name="Save your recovery codes")
+    if again.is_visible():  # the page may show the codes again with the second factor
+        again.get_by_role("button", name="I've Saved These").click()
+    return admin, totp
+
+
+def _change_address_until_reauth(page: Page, real: Real, user: User) -> tuple[Locator, str]:
+    """On `user`'s page, with the admin's sign-in aged past the re-auth window: change the address, accept
+    the warning, and return the re-authentication dialog that opens (and the new address)."""
+    open_user(page, real, user.id)
+    real.age_browser_session(page)
+    moved = user.email.replace("@", "-moved@")
+    form = page.locator("#edit-form")
+    form.get_by_label("Sign-in email address").fill(moved)
+    form.get_by_role("button", name="Save Changes").click()
+    page.get_by_role("dialog", name="Change the sign-in address?").get_by_role("button", name="Change Address").click()
+    reauth = page.get_by_role("dialog", name="Confirm it's you")
+    expect(reauth).to_be_visible()
+    return reauth, moved
+
+
+def test_an_admin_confirms_with_the_authenticator_app_or_the_security_key(
+        page: Page, page_watch: PageWatch, real: Real) -> None:
+    """The console's re-authentication offers an admin's own factors; a wrong or replayed code is refused on
+    the field, a fresh one and the key each let the action go on."""
+    cdp, authenticator = add_virtual_authenticator(page, resident_key=False)
+    admin, totp = _admin_with_app_and_key(page, real)
+    page_watch.allow(r"status of 403")  # each first try: reauth-required
+    page_watch.allow(r"status of 422")  # the refused codes
+
+    first = real.new_user("moved-after-app")
+    reauth, moved = _change_address_until_reauth(page, real, first)
+    choices = reauth.get_by_role("group", name="Confirm with")
+    for method in ("Password", "Authenticator app", "Security key"):
+        expect(choices.get_by_label(method)).to_be_visible()
+    choices.get_by_label("Authenticator app").check()
+    code = reauth.get_by_label("6-digit code")
+    expect(code).to_be_visible()
+    check(page, "reauth-choices")
+    code.fill(totp.now())  # the code the app was just enabled with: already spent
+    reauth.get_by_role("button", name="Confirm").click()
+    expect(reauth.locator(".field-error")).to_be_visible()
+    code.fill(totp.at(time.time() + 30))  # the next step's code: within the window, never used
+    reauth.get_by_role("button", name="Confirm").click()
+    expect(reauth).to_be_hidden()
+    expect(page.locator("#user-email")).to_have_text(moved)
+
+    second = real.new_user("moved-after-key")
+    reauth, moved = _change_address_until_reauth(page, real, second)
+    reauth.get_by_role("group", name="Confirm with").get_by_label("Security key").check()
+    expect(reauth.get_by_label("6-digit code")).to_be_hidden()
+    check(page, "reauth-key")
+    reauth.get_by_role("button", name="Use Security Key").click()
+    expect(reauth).to_be_hidden()
+    expect(page.locator("#user-email")).to_have_text(moved)
+    [credential] = virtual_credentials(cdp, authenticator)
+    assert credential["signCount"] >= 1  # the key itself answered the re-authentication
+
+    async def reauthentications(conn: Any) -> list[str]:
+        rows = await conn.fetch("SELECT detail FROM profile.audit_log WHERE user_id = $1 AND type = 'reauthenticated' "
+                                "ORDER BY id", uuid.UUID(admin.id))
+        return [r["detail"] for r in rows]
+
+    assert real.db(reauthentications) == ["totp", "webauthn"]
     page_watch.assert_clean()
 
 
