@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from profile_service import devices, second_factors, sessions
+from profile_service import devices, second_factors, sessions, throttle
 from profile_service.context import Context
 from profile_service.errors import ValidationFailed, field_error
 from profile_service.models import Session
@@ -47,7 +47,7 @@ async def reauthenticate(ctx: Context, session: Session, body: dict[str, Any], *
     elif not isinstance(value, str) or not value.strip():
         raise field_error(field, missing)
     device = await devices.find(ctx.pool, device_cookie, user.id)
-    counter = device.token_hash if device is not None else None
+    counter = throttle.counter_of(device)
     if factor is None:
         ok = await check_password(ctx, user, value, ip=ip, flow="re-authentication", device=device)
     else:

@@ -68,9 +68,8 @@ async def attempt(ctx: Context, factor: Factor, session: Session, value: Any, *,
     `on_failure` runs in the failure's transaction (sign-in voids its pending session there once its
     attempts are spent)."""
     user_id = session.user.id
-    counter = device.token_hash if device is not None else None
-    lock = device.locked_until if device is not None else session.user.locked_until
-    if not throttle.is_locked(lock):
+    counter = throttle.counter_of(device)
+    if not throttle.counter_locked(session.user, device):
         verification = await factor.check(ctx, session, value)
         if verification.ok:
             return verification

@@ -50,11 +50,6 @@ class SignInResult:
         return body
 
 
-def _counter(device: devices.Device | None) -> bytes | None:
-    """What throttle calls the counter of an attempt: a known device's token hash, else None (untrusted)."""
-    return device.token_hash if device is not None else None
-
-
 async def check_password(ctx: Context, user: User | None, password: str, *, ip: str, flow: str,
                          device: devices.Device | None = None) -> bool:
     """Verify a password against the account, counting failures; a locked counter always fails.
@@ -63,8 +58,7 @@ async def check_password(ctx: Context, user: User | None, password: str, *, ip: 
     account's untrusted counter does. With no account (or a locked one) a dummy hash is verified and a
     failure runs the same recording statement, so every answer takes the same work.
     """
-    lock = device.locked_until if device is not None else (user.locked_until if user is not None else None)
-    locked = throttle.is_locked(lock)
+    locked = throttle.counter_locked(user, device)
     # A deactivated account, or one whose client signs in with SSO only, answers as a wrong password
     # does, after the same (dummy) hash.
     # The lookup runs for an unknown account too (with no client), so both take the same statements.
@@ -75,7 +69,7 @@ async def check_password(ctx: Context, user: User | None, password: str, *, ip: 
                                  password[:MAX_PASSWORD_INPUT])
     if not ok or user is None:
         where = "known device" if device is not None else "untrusted browser"
-        await throttle_repo.record_failure(ctx.pool, user.id if user else None, _counter(device),
+        await throttle_repo.record_failure(ctx.pool, user.id if user else None, throttle.counter_of(device),
                                       type_="password_failed", ip=ip, detail=f"{flow}: wrong password ({where})",
                                       refused_detail=f"{flow}: refused, throttled ({where})",
                                       sign_in_factor="password" if flow == SIGN_IN_FLOW else None)

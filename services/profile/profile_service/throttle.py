@@ -19,9 +19,25 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 
+from profile_service.models import User
+from profile_service.repository.devices import Device
+
 THRESHOLD = 10
 BASE_LOCK_SECONDS = 30
 MAX_LOCK_SECONDS = 3600
+
+
+def counter_of(device: Device | None) -> bytes | None:
+    """What an attempt counts on: the known device's token hash, else None (the account's untrusted counter)."""
+    return device.token_hash if device is not None else None
+
+
+def counter_locked(user: User | None, device: Device | None) -> bool:
+    """Whether the counter an attempt counts on is locked, judged on the rows this request already read
+    (the known device's, else the account's; no account, no lock)."""
+    if device is not None:
+        return is_locked(device.locked_until)
+    return is_locked(user.locked_until if user is not None else None)
 
 
 def lock_seconds(failures: int) -> int:
