@@ -115,15 +115,20 @@ def getter(http: aiohttp.ClientSession, url: str, raw_session: str) -> Any:
     return call
 
 
+def source_sessions() -> list[aiohttp.ClientSession]:
+    """One client session per sign-in source address (127.0.0.10 …), keeping no cookies: the sign-in loads
+    spread over them so that no per-IP limit is reached."""
+    return [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{10 + k}", 0), limit=0),
+                                  cookie_jar=aiohttp.DummyCookieJar()) for k in range(SOURCE_ADDRESSES)]
+
+
 class SignInLoad:
     """POST /api/auth/login round robin over many users and many client source addresses."""
 
     def __init__(self, gateway: str, emails: list[str]) -> None:
         self.url = f"{gateway}/api/auth/login"
         self.emails = itertools.cycle(emails)
-        self.sessions = [aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{10 + k}", 0), limit=0),
-            cookie_jar=aiohttp.DummyCookieJar()) for k in range(SOURCE_ADDRESSES)]
+        self.sessions = source_sessions()
         self.next_session = itertools.cycle(self.sessions)
         self.statuses: dict[int, int] = {}
 

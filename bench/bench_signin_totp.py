@@ -22,12 +22,9 @@ import itertools
 import sys
 from pathlib import Path
 
-import aiohttp
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.support` when run as a file
-
-from portal_shared.db_bootstrap import SERVICE_SCHEMAS, dsn_for
 
 from bench.bench_http import (
     SIGNIN_CONCURRENCY,
@@ -36,6 +33,7 @@ from bench.bench_http import (
     USER_PASSWORD,
     SignInLoad,
     create_users,
+    source_sessions,
 )
 from bench.bench_totp import Users, seal_secrets
 from bench.load import closed_loop
@@ -58,9 +56,7 @@ class TotpSignInLoad:
         self.gateway = gateway
         self.emails = emails
         self.users = users
-        self.sessions = [aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{10 + k}", 0), limit=0),
-            cookie_jar=aiohttp.DummyCookieJar()) for k in range(SOURCE_ADDRESSES)]
+        self.sessions = source_sessions()
         self.next_session = itertools.cycle(self.sessions)
         self.outcomes: dict[str, int] = {}
 
@@ -128,16 +124,11 @@ async def run() -> list[Figure]:
     stack = throwaway_stack()
     await asyncio.to_thread(stack.start)
     try:
-        assert stack.postgres is not None
-        values = stack.secrets()
-        admin = stack.postgres.admin_dsn
-        profile_dsn = dsn_for(admin, user=SERVICE_SCHEMAS["profile"], password=values["PROFILE_DB_PASSWORD"],
-                              database="portal")
-        mfa_dsn = dsn_for(admin, user=SERVICE_SCHEMAS["mfa"], password=values["MFA_DB_PASSWORD"], database="portal")
+        profile_dsn, mfa_dsn = stack.database_urls["profile"], stack.database_urls["mfa"]  # the services' own
         gateway = f"http://127.0.0.1:{stack.ports.gateway}"
         await asyncio.sleep(3)  # let the services settle after start
         password_emails = await create_users(profile_dsn, USERS)
-        totp_emails, users = await with_totp(profile_dsn, mfa_dsn, values["MFA_ENCRYPTION_KEYS"], USERS)
+        totp_emails, users = await with_totp(profile_dsn, mfa_dsn, stack.secrets()["MFA_ENCRYPTION_KEYS"], USERS)
         password, totp = SignInLoad(gateway, password_emails), TotpSignInLoad(gateway, totp_emails, users)
         try:
             return [await measure(password, totp)]

@@ -28,7 +28,6 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -37,7 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.support` 
 
 from portal_devstack.process import StartError
 from portal_devstack.stack import LocalStack
-from portal_shared.db_bootstrap import SERVICE_SCHEMAS, dsn_for
 
 from bench.bench_http import REPO, SIGNIN_CONCURRENCY, SIGNIN_USERS, SignInLoad, create_users, getter, sign_in
 from bench.load import LoadResult, closed_loop
@@ -48,11 +46,11 @@ ROUNDS = 5  # fresh stacks per mode and round
 CONCURRENCY = 8  # R1 clients; R3 uses bench_http's SIGNIN_CONCURRENCY
 R1_SECONDS = 4.0
 R3_SECONDS = 6.0  # ~50 sign-ins/s on 2 cores: a few hundred sign-ins per stack
+START_ATTEMPTS = 3
 SETTLE_SECONDS = 3.0  # after a stack's start, before its warm-up: its services' own start-up work ends
 MODES = {"off": None, "100%": "1.0", "1%": "0.01"}
 GOALS = {"100%": ">= 0.90", "1%": ">= 0.98"}
 _OTEL = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG")
-Call = Callable[[], Awaitable[bool]]
 
 
 class Sink:
@@ -82,6 +80,17 @@ class Sink:
             await self._proc.wait()
 
 
+async def _started() -> LocalStack:
+    """A throwaway stack, started; a failed start stops what it had started."""
+    stack = throwaway_stack()
+    try:
+        await asyncio.to_thread(stack.start)
+    except StartError:
+        await asyncio.to_thread(stack.stop)
+        raise
+    return stack
+
+
 async def start(ratio: str | None, sink: Sink) -> LocalStack:
     """A stack whose service processes got this mode's OTEL_* settings (they inherit the environment)."""
     for key in _OTEL:
@@ -90,28 +99,17 @@ async def start(ratio: str | None, sink: Sink) -> LocalStack:
         os.environ.update({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}",
                            "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": ratio})
     try:
-        for attempt in range(3):
-            stack = throwaway_stack()
+        # Stacks started back to back: a port the previous one held can be late to free (RabbitMQ's).
+        for _ in range(START_ATTEMPTS - 1):
             try:
-                await asyncio.to_thread(stack.start)
-                return stack
-            except StartError as exc:  # stacks started back to back: a port the last one held can be late to free
-                await asyncio.to_thread(stack.stop)
-                if attempt == 2:
-                    raise
+                return await _started()
+            except StartError as exc:
                 print(f"  stack start failed ({str(exc).splitlines()[0]}); again", flush=True)
                 await asyncio.sleep(5)
-        raise AssertionError("unreachable")
+        return await _started()
     finally:
         for key in _OTEL:
             os.environ.pop(key, None)
-
-
-def profile_dsn(stack: LocalStack) -> str:
-    """profile's own login to the stack's database (bench_http.create_users writes users with it)."""
-    assert stack.postgres is not None
-    return dsn_for(stack.postgres.admin_dsn, user=SERVICE_SCHEMAS["profile"],
-                   password=stack.secrets()["PROFILE_DB_PASSWORD"], database="portal")
 
 
 def ok_rate(result: LoadResult) -> float:
@@ -142,7 +140,7 @@ async def measure_stack(mode: str, sink: Sink, http: aiohttp.ClientSession) -> t
         gateway = f"http://127.0.0.1:{stack.ports.gateway}"
         raw = await sign_in(http, gateway, "demo@client.example", DEMO_PASSWORD)
         read = getter(http, f"{gateway}/api/profile", raw)
-        signins = SignInLoad(gateway, await create_users(profile_dsn(stack), SIGNIN_USERS))
+        signins = SignInLoad(gateway, await create_users(stack.database_urls["profile"], SIGNIN_USERS))
         # Warm-up: connections, prepared statements, caches, the exporter's first batch.
         await closed_loop(read, concurrency=CONCURRENCY, seconds=2)
         await closed_loop(signins.call, concurrency=SIGNIN_CONCURRENCY, seconds=2)

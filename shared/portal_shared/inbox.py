@@ -56,8 +56,6 @@ async def prune_forever(pool: asyncpg.Pool, tracer: trace.Tracer, *,
         try:
             with tracing.background(tracer, "prune inbox"):
                 await prune(pool, retention=retention)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # (cancellation is not an Exception: it ends the loop)
             log.warning("inbox_prune_failed", error=type(exc).__name__)
         await asyncio.sleep(every_seconds)
