@@ -80,7 +80,9 @@ def test_clients_page_creates_searches_and_shows_adoption(page: Page, page_watch
     expect(rows).to_have_count(0)
     page.get_by_label("Search clients").fill(tag)
     page.get_by_label("Search clients").press("Enter")
-    page.get_by_role("link", name=f"Harbour Freight {tag}").click()
+    # The list's link (the "Created …" note above the list links to the same client: one link, one place).
+    expect(rows).to_have_count(1)
+    rows.get_by_role("link", name=f"Harbour Freight {tag}").click()
     wait_ready(page)
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Harbour Freight {tag}")
     expect(page.locator("#client-summary")).to_contain_text("2 users · Two-factor adoption: 50% (1 of 2)")
