@@ -13,7 +13,7 @@ row, so deep pages are measured as often as the first):
 
 The baseline, measured in the same run and interleaved round by round: GET /api/profile with the same
 session through the same gateway (one session lookup: the lightest signed-in GET). Figures: the worst list
-p99 (goal 20 ms) and that p99 ÷ the baseline's p99.
+p99 (goal 20 ms), with that p99 ÷ the baseline's p99 in its note.
 
     PYTHONPATH=. uv run python -m bench.bench_admin_lists
 """
@@ -200,11 +200,13 @@ async def run() -> list[Figure]:
     errors = sum(r.errors for rs in results.values() for r in rs) + sum(r.errors for r in base)
     size = f"{CLIENTS:,} clients, {USERS:,} users, {USERS * AUDIT_PER_USER:,} audit entries; pages of {PAGE}, " \
            f"{CONCURRENCY} clients through nginx"
+    # The ratio to the lightest signed-in GET says how much of the p99 is the machine's own noise; the
+    # issue's goal is the absolute p99.
     return [
         Figure("Admin list page p99 (worst list) at 10k clients / 100k users", worst_p99, "<= 20", "ms",
-               f"worst: {worst}; {size}; " + "; ".join(lines) + f"; errors {errors}"),
-        Figure("Admin list page p99 ÷ GET /api/profile p99 (same run)", median(ratios), "<= 3", "×",
-               f"{worst} p99 {ms(worst_p99)} vs baseline p99 {ms(base_p99)}; ratio {spread(ratios)}"),
+               f"worst: {worst}; {size}; " + "; ".join(lines) + f"; errors {errors}; worst p99 ÷ GET "
+               f"/api/profile p99 (baseline {ms(base_p99)}) {spread(ratios) or f'{median(ratios):.2f}'}, "
+               f"median {median(ratios):.2f}"),
     ]
 
 
