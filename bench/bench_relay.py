@@ -159,9 +159,10 @@ async def write_events(pool: asyncpg.Pool, count: int, *, rate: float | None,
 
 
 async def end_to_end(pool: asyncpg.Pool, connection: aio_pika.abc.AbstractConnection, dsn: str, count: int,
-                     rate: float | None) -> tuple[float, list[float]]:
-    """(events/s from first write to last effect, commit→effect latencies in ms)."""
-    await pool.execute("TRUNCATE outbox; TRUNCATE effects; TRUNCATE inbox")
+                     rate: float | None, *, keep_inbox: bool = False) -> tuple[float, list[float]]:
+    """(events/s from first write to last effect, commit→effect latencies in ms). `keep_inbox`: the inbox's
+    rows stay (a bench of how its size costs); the new events' ids are new, so none is a duplicate."""
+    await pool.execute("TRUNCATE outbox; TRUNCATE effects" + ("" if keep_inbox else "; TRUNCATE inbox"))
     relay = OutboxRelay(pool, connection, schema=SCHEMA, dsn=dsn, batch_size=BATCH)
     relay_task = asyncio.create_task(relay.run())
     await asyncio.sleep(1)  # listener up
