@@ -16,7 +16,7 @@ from bench.report import Figure, write
 REPO = Path(__file__).resolve().parent.parent
 SUITES = ["bench.bench_relay", "bench.bench_totp", "bench.bench_notifier", "bench.bench_http",
           "bench.bench_signin_totp", "bench.bench_sso",
-          "bench.bench_admin_lists", "bench.bench_tracing"]
+          "bench.bench_admin_lists", "bench.bench_tracing", "bench.bench_replication", "bench.bench_growth"]
 
 
 def main() -> None:

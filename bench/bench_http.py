@@ -44,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.support` 
 
 from portal_devstack.process import free_port
 from portal_shared.db_bootstrap import SERVICE_SCHEMAS, dsn_for
+from portal_shared.events import UserCreated
+from portal_shared.outbox import enqueue
 from profile_service.config import Settings
 from profile_service.passwords import OWASP_PARAMETERS, normalize
 
@@ -80,20 +82,33 @@ def services_rss(stack: Any) -> tuple[float, dict[str, float]]:
 
 
 async def create_users(dsn: str, count: int) -> list[str]:
-    """`count` client users with one known password (hashed once, with profile's parameters)."""
+    """`count` client users with one known password (hashed once, with profile's parameters), each with its
+    `profile.user_created` event as the admin API writes it, so that the notifier knows where to send
+    their new-device notices (a user it does not know would have them retried, not sent). Returns once
+    the relay has published every event."""
     password_hash = argon2.PasswordHasher(type=argon2.Type.ID, **OWASP_PARAMETERS).hash(normalize(USER_PASSWORD))
     conn = await asyncpg.connect(dsn, server_settings={"search_path": "profile"})
     try:
         client_id = await conn.fetchval("SELECT id FROM clients ORDER BY created_at LIMIT 1")
         run = uuid.uuid4().hex[:6]
-        emails = [f"bench-{run}-{i}@bench.example" for i in range(count)]
-        await conn.executemany(
-            "INSERT INTO users (id, email, name, role, client_id, password_hash) "
-            "VALUES ($1, $2, $3, 'client_user', $4, $5)",
-            [(uuid.uuid4(), e, f"Bench User {i}", client_id, password_hash) for i, e in enumerate(emails)])
+        users = [(uuid.uuid4(), f"bench-{run}-{i}@bench.example", f"Bench User {i}") for i in range(count)]
+        async with conn.transaction():
+            await conn.executemany(
+                "INSERT INTO users (id, email, name, role, client_id, password_hash) "
+                "VALUES ($1, $2, $3, 'client_user', $4, $5)",
+                [(user_id, email, name, client_id, password_hash) for user_id, email, name in users])
+            events = [await enqueue(conn, UserCreated(user_id=str(user_id), email=email, name=name), source="profile")
+                      for user_id, email, name in users]
+        deadline = time.monotonic() + 120
+        while await conn.fetchval("SELECT count(*) FROM outbox WHERE id = ANY($1::uuid[]) AND published_at IS NULL",
+                                  [e.id for e in events]):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the relay did not publish the bench users' events in 120 s")
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)  # the consumers take them within milliseconds of the publish
     finally:
         await conn.close()
-    return emails
+    return [email for _, email, _ in users]
 
 
 async def sign_in(http: aiohttp.ClientSession, gateway: str, email: str, password: str) -> str:
