@@ -48,6 +48,7 @@ async def main(wanted: list[str]) -> int:
         "ha-rabbitmq": faults_ha.rabbitmq_node_loss,
         "ha-postgres": faults_ha.postgres_promotion,
         "ha-quorum": faults_ha.rabbitmq_quorum_loss,
+        "ha-replicas": faults_ha.with_replicas,
     }
     unknown = [w for w in wanted if w not in scenarios]
     if unknown:

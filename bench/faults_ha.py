@@ -29,9 +29,11 @@ NOTIFIER_QUEUE = "notifier.events"
 
 
 @asynccontextmanager
-async def running_ha_stack() -> AsyncIterator[FaultStack]:
-    """An HA stack with a FaultStack on it whose pools use the services' own multi-host DSNs."""
+async def running_ha_stack(*, replicas: int = 1) -> AsyncIterator[FaultStack]:
+    """An HA stack with a FaultStack on it whose pools use the services' own multi-host DSNs; `replicas`
+    processes of each service (nginx balances over them; each replica relays and consumes)."""
     stack = throwaway_ha_stack()
+    stack.replicas = replicas
     fs = FaultStack(stack)
     try:
         await asyncio.to_thread(stack.start)
@@ -262,3 +264,14 @@ async def rabbitmq_quorum_loss(_: FaultStack | None = None) -> list[Figure]:
     async with running_ha_stack() as fs:
         return figures("rabbitmq quorum lost 30 s (1 of 3 nodes left), 500 events", await quorum_loss(fs),
                        recover_goal=30.0)
+
+
+async def with_replicas(_: FaultStack | None = None) -> list[Figure]:
+    """`make faults` entry: its own HA stack with 2 replicas of each service (two relays on each outbox,
+    two consumers on each queue): the broker leader killed mid-burst, then the Postgres primary killed
+    and the standby promoted. Two replicas race for every row and message: still no duplicate email."""
+    async with running_ha_stack(replicas=2) as fs:
+        broker_figures = figures("2 replicas each: rabbitmq leader node SIGKILLed during 1,000 events",
+                                 await broker_leader_kill(fs))
+        return broker_figures + figures("2 replicas each: postgres primary killed, standby promoted, 500 events",
+                                        await postgres_failover(fs))

@@ -1,5 +1,6 @@
 """High availability through the whole stack (#16): a 3-node RabbitMQ cluster and a synchronous Postgres
-standby under `make up`'s processes and nginx.
+standby under `make up`'s processes, two replicas of each service (two relays per outbox, two consumers
+per queue: the duplicate counts below cover their races too), and nginx.
 
 One HA stack for the module; the broker test runs first (it brings its node back), the database failover
 last (it cannot be undone). `make faults` runs the same scenarios (bench/faults_ha.py) with more events.
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 @pytest.fixture(scope="module")
 async def ha() -> AsyncIterator[FaultStack]:
-    async with faults_ha.running_ha_stack() as fs:
+    async with faults_ha.running_ha_stack(replicas=2) as fs:
         yield fs
 
 
@@ -50,5 +51,6 @@ async def test_promoting_the_standby_keeps_every_event_and_session_without_a_res
     assert outcome.all_emails_seconds is not None, f"not every email arrived ({outcome.lost} missing)"
     assert (outcome.lost, outcome.duplicates) == (0, 0), outcome.note
     assert outcome.sessions > 0 and outcome.sessions_lost == 0, outcome
+    assert len(pids) == 6  # 2 replicas of 3 services
     assert {c.name: c.process.pid for c in ha.stack.children if c.name.endswith("service")} == pids
     assert all(c.running() for c in ha.stack.children if c.name.endswith("service"))
