@@ -137,20 +137,37 @@ def source_sessions() -> list[aiohttp.ClientSession]:
                                   cookie_jar=aiohttp.DummyCookieJar()) for k in range(SOURCE_ADDRESSES)]
 
 
-class SignInLoad:
-    """POST /api/auth/login round robin over many users and many client source addresses."""
+def device_header(devices: dict[str, str] | None, email: str) -> dict[str, str] | None:
+    """The Cookie header with the user's device cookie, when the load keeps them and has one."""
+    value = devices.get(email) if devices is not None else None
+    return {"Cookie": f"portal_device={value}"} if value else None
 
-    def __init__(self, gateway: str, emails: list[str]) -> None:
+
+def keep_device(devices: dict[str, str] | None, email: str, response: aiohttp.ClientResponse) -> None:
+    if devices is not None and "portal_device" in response.cookies:
+        devices[email] = response.cookies["portal_device"].value
+
+
+class SignInLoad:
+    """POST /api/auth/login round robin over many users and many client source addresses.
+
+    `known_devices`: each user's browser keeps the device cookie its last sign-in set (as a browser does),
+    so after a first sign-in a user signs in from a known device (no new-device notice)."""
+
+    def __init__(self, gateway: str, emails: list[str], *, known_devices: bool = False) -> None:
         self.url = f"{gateway}/api/auth/login"
         self.emails = itertools.cycle(emails)
         self.sessions = source_sessions()
         self.next_session = itertools.cycle(self.sessions)
         self.statuses: dict[int, int] = {}
+        self.devices: dict[str, str] | None = {} if known_devices else None
 
     async def call(self) -> bool:
-        async with next(self.next_session).post(self.url, json={"email": next(self.emails),
-                                                                "password": USER_PASSWORD}) as r:
+        email = next(self.emails)
+        async with next(self.next_session).post(self.url, json={"email": email, "password": USER_PASSWORD},
+                                                headers=device_header(self.devices, email)) as r:
             await r.read()
+            keep_device(self.devices, email, r)
             self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
             return r.status == 200
 
