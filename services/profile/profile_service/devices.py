@@ -64,7 +64,7 @@ async def is_known(conn: asyncpg.Connection | asyncpg.Pool, raw: str | None, use
     return await find(conn, raw, user_id) is not None
 
 
-async def remember(conn: asyncpg.Connection | asyncpg.Pool, raw: str | None, user_id: str) -> tuple[str, bool]:
+async def remember(conn: asyncpg.Connection, raw: str | None, user_id: str) -> tuple[str, bool]:
     """A sign-in to `user_id` completed in this browser: its new cookie value, and whether it was known.
 
     The account's row for this browser starts again with no failures (a success clears the device's counter).

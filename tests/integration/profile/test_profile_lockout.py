@@ -311,3 +311,49 @@ async def test_a_completed_reset_unlocks_the_owners_devices(portal: ProfileHarne
     assert status == 204
     assert not (await _device_row(portal, laptop))["locked"], "the reset proved the mailbox: the device is clear"
     assert (await laptop.post("/api/auth/login", {"email": DEMO_EMAIL, "password": new_password}))[0] == 200
+
+
+
+async def test_parallel_sign_ins_of_one_account_never_deadlock(portal: ProfileHarness) -> None:
+    """Each completed sign-in forgets the account's least recently used devices beyond the cap; sign-ins of
+    one account at once (SSO callbacks of one user, 8 at a time, in the SSO bench) locked those rows in
+    different orders, and one died of a deadlock: a 500. Here the completing transaction of a sign-in
+    (its session, audit entry, device and activity), 8 at once for 6 s, with the account at its cap."""
+    from profile_service import sessions
+    from profile_service.models import SIGNED_IN
+    from profile_service.repository import users as users_repo
+    from profile_service.signin import HowSignedIn, completed
+
+    user_id = uuid.UUID(portal.demo_id)
+    await portal.db.execute(
+        "INSERT INTO profile.devices (token_hash, user_id, created_at, last_sign_in_at) "
+        "SELECT sha256(g::text::bytea), $1, now(), now() - make_interval(secs => g) "
+        "FROM generate_series(1, $2::int) g", user_id, devices.MAX_DEVICES_PER_ACCOUNT)
+    pool = await asyncpg.create_pool(portal.env["PROFILE_DATABASE_URL"], min_size=8, max_size=8,
+                                     server_settings={"search_path": "profile"})
+    user = await users_repo.get(pool, portal.demo_id)
+    assert user is not None
+    failures: list[BaseException] = []
+    done = 0
+
+    async def sign_ins(until: float) -> None:
+        nonlocal done
+        while asyncio.get_running_loop().time() < until:
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    _, session_id = await sessions.start(conn, user_id=user.id, state=SIGNED_IN, user_agent="test",
+                                                         ip="192.0.2.9", method="sso", audit=("signed_in", "sso"))
+                    await completed(conn, user, None, None, session_id=session_id,
+                                    how=HowSignedIn("sso", "192.0.2.9", "test"))
+                done += 1
+            except Exception as exc:  # counted, then asserted empty
+                failures.append(exc)
+
+    try:
+        until = asyncio.get_running_loop().time() + 6
+        await asyncio.gather(*(sign_ins(until) for _ in range(8)))
+    finally:
+        await pool.close()
+    assert done > 100 and failures == [], (done, failures[:3])
+    count = await portal.db.fetchval("SELECT count(*) FROM profile.devices WHERE user_id = $1", user_id)
+    assert count == devices.MAX_DEVICES_PER_ACCOUNT  # serialized: each one leaves the account at its cap

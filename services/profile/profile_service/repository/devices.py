@@ -73,11 +73,22 @@ async def find(conn: Conn, token_hash: bytes, user_id: str | None) -> Device | N
     return _device(await conn.fetchrow(_FIND, token_hash, uuid.UUID(user_id) if user_id else NO_USER))
 
 
-async def remember(conn: Conn, *, old_hash: bytes | None, new_hash: bytes, user_id: str, keep: int) -> bool:
-    """Re-key the browser from `old_hash` to `new_hash` and record its sign-in to `user_id`.
+# Sign-ins of one account completing at once each forget its devices beyond the cap; unserialized, they
+# locked those rows in different orders (a deadlock: one sign-in answered 500) and each left the others'
+# rows behind. A transaction-level lock on the account (only this statement takes it) makes them one at a
+# time; the sign-ins of other accounts never wait for it.
+_SERIALIZE = "SELECT pg_advisory_xact_lock($1::bigint)"
+
+
+async def remember(conn: asyncpg.Connection, *, old_hash: bytes | None, new_hash: bytes, user_id: str,
+                   keep: int) -> bool:
+    """Re-key the browser from `old_hash` to `new_hash` and record its sign-in to `user_id` (in the caller's
+    transaction, which holds the account's device lock until it ends).
 
     True when `old_hash` was already a known device of this account."""
-    return bool(await conn.fetchval(_REMEMBER, old_hash, new_hash, uuid.UUID(user_id), keep))
+    account = uuid.UUID(user_id)
+    await conn.execute(_SERIALIZE, account.int >> 64 & 0x7FFF_FFFF_FFFF_FFFF)
+    return bool(await conn.fetchval(_REMEMBER, old_hash, new_hash, account, keep))
 
 
 async def clear_account(conn: Conn, user_id: str) -> None:
