@@ -11,8 +11,8 @@ is exactly the callback: claiming the state, the code-for-token exchange with th
 check, the account, the session and its activity row.
 The baseline is the provider's token endpoint alone, called at the same concurrency with codes prepared
 the same way: what a callback cannot be faster than. Rounds are interleaved (provider, callback, ...).
-Goals: callbacks/s ≥ 0.5 of the provider's token requests/s, and the callback's p50 latency at most
-5 ms above the token endpoint's.
+Goals: callbacks/s ≥ 0.5 of the provider's token requests/s (at `--concurrency`), and the callback's p50
+latency at most 5 ms above the token endpoint's, both measured one request at a time.
 """
 
 from __future__ import annotations
@@ -179,22 +179,32 @@ async def run(*, seconds: float = 5.0, rounds: int = 3, concurrency: int = 8, bu
                                  seconds=1)
             bare: list[LoadResult] = []
             real: list[LoadResult] = []
+            bare_alone: list[LoadResult] = []
+            real_alone: list[LoadResult] = []
             for _ in range(rounds):
                 codes = await prepare_codes(http, issuer, budget)
                 bare.append(await measure_tokens(http, issuer, codes, concurrency=concurrency, seconds=seconds))
                 urls = await prepare_callbacks(http, profile_url, browser, budget)
                 real.append(await measure_callbacks(http, urls, browser, concurrency=concurrency, seconds=seconds))
-        errors = sum(r.errors for r in real) + sum(r.errors for r in bare)
+                # Latency one request at a time: under a closed loop of 8, a p50 is 8 ÷ the rate (Little's
+                # law) and would only restate the throughput figure; alone, it is what a callback adds.
+                codes = await prepare_codes(http, issuer, budget)
+                bare_alone.append(await measure_tokens(http, issuer, codes, concurrency=1, seconds=seconds / 2))
+                urls = await prepare_callbacks(http, profile_url, browser, budget)
+                real_alone.append(await measure_callbacks(http, urls, browser, concurrency=1, seconds=seconds / 2))
+        errors = sum(r.errors for r in real + bare + real_alone + bare_alone)
         rate, bare_rate = statistics.median(r.rate for r in real), statistics.median(r.rate for r in bare)
-        p50, b50 = statistics.median(r.p50 for r in real), statistics.median(r.p50 for r in bare)
-        p99 = statistics.median(r.p99 for r in real)
+        added = [c.p50 - t.p50 for c, t in zip(real_alone, bare_alone, strict=True)]
+        p50, b50 = statistics.median(r.p50 for r in real_alone), statistics.median(r.p50 for r in bare_alone)
+        loaded = statistics.median(r.p50 for r in real), statistics.median(r.p50 for r in bare)
         note = f"{spread([r.rate for r in real])}; concurrency {concurrency}; {errors} failed"
         return [
             Figure("SSO callbacks/s ÷ the provider's token requests/s (same run)", rate / bare_rate,
                    f">= {RATIO_GOAL}", "", f"{rate:,.0f}/s vs {bare_rate:,.0f}/s; {note}"),
-            Figure("SSO callback p50 latency added over the provider's token endpoint", p50 - b50,
-                   f"<= {ADDED_P50_GOAL_MS}", "ms",
-                   f"callback p50 {p50:.1f} ms (p99 {p99:.1f}), token p50 {b50:.1f} ms"),
+            Figure("SSO callback p50 latency added over the provider's token endpoint (one at a time)",
+                   statistics.median(added), f"<= {ADDED_P50_GOAL_MS}", "ms",
+                   f"callback p50 {p50:.2f} ms, token p50 {b50:.2f} ms; added {spread(added)}; at concurrency "
+                   f"{concurrency}: callback p50 {loaded[0]:.1f} ms, token p50 {loaded[1]:.1f} ms (queueing)"),
         ]
     finally:
         for child in reversed(children):
