@@ -120,14 +120,14 @@ async def callback(ctx: Context, query: dict[str, str], *, browser_token: str | 
                    user_agent: str, ip: str, device_cookie: str | None) -> CallbackResult:
     """Finish a sign-in or re-authentication the provider sent back; SsoFailed on anything amiss."""
     state = query.get("state", "")
-    login = await sso_repo.claim_login(ctx.pool, _hash(state)) if 0 < len(state) <= 512 else None
-    if login is None:
+    claimed = await sso_repo.claim_login(ctx.pool, _hash(state)) if 0 < len(state) <= 512 else None
+    if claimed is None:
         raise SsoFailed("unknown, expired or replayed state")
+    login, provider = claimed
     if not browser_token or not hmac.compare_digest(_hash(browser_token), login.browser_hash):
         raise SsoFailed("the state was started in another browser")
     if "error" in query:
         raise SsoFailed(f"the provider answered error={query['error'][:100]!r}")
-    provider = await sso_repo.for_client(ctx.pool, login.client_id)
     if provider is None:
         raise SsoFailed("the client's provider was removed during the sign-in")
     # RFC 9207: the authorization response names its issuer; a different one is a mix-up attack.
@@ -162,10 +162,9 @@ async def callback(ctx: Context, query: dict[str, str], *, browser_token: str | 
 async def _account(ctx: Context, provider: sso_repo.Provider, claims: dict[str, Any], *, ip: str) -> User:
     """The account the token proves: its linked identity, else (first sign-in) a safe link by address."""
     subject = claims["sub"]
-    user_id = await sso_repo.identity_user(ctx.pool, provider.issuer, subject)
-    if user_id is not None:
-        user = await users_repo.get(ctx.pool, user_id)
-        if user is None or user.client is None or user.client.id != provider.client_id or not user.active:
+    user = await sso_repo.linked_user(ctx.pool, provider.issuer, subject)
+    if user is not None:
+        if user.client is None or user.client.id != provider.client_id or not user.active:
             raise SsoFailed("the linked account is gone, inactive or no longer of this client")
         return user
     email = claims.get("email")

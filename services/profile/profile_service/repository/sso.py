@@ -9,7 +9,9 @@ from datetime import datetime
 import asyncpg
 from portal_shared.secretbox import Sealed
 
+from profile_service.models import User
 from profile_service.oidc import ProviderMetadata
+from profile_service.repository.users import USER_SELECT, user_from_row
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
@@ -104,9 +106,14 @@ async def delete(conn: Conn, client_id: str) -> bool:
     return await conn.fetchval("DELETE FROM sso_providers WHERE client_id = $1 RETURNING true", client_id) is True
 
 
-async def identity_user(conn: Conn, issuer: str, subject: str) -> str | None:
-    return await conn.fetchval("SELECT user_id::text FROM sso_identities "
-                               "WHERE issuer = $1 AND subject = $2 AND revoked_at IS NULL", issuer, subject)
+_LINKED_USER = USER_SELECT + """
+JOIN sso_identities i ON i.user_id = u.id
+WHERE i.issuer = $1 AND i.subject = $2 AND i.revoked_at IS NULL"""
+
+
+async def linked_user(conn: Conn, issuer: str, subject: str) -> User | None:
+    """The account the (iss, sub) identity is linked to, in the statement that finds the link."""
+    return user_from_row(await conn.fetchrow(_LINKED_USER, issuer, subject))
 
 
 async def user_has_identity(conn: Conn, user_id: str, issuer: str) -> bool:
@@ -145,21 +152,33 @@ async def save_login(conn: Conn, state_hash: bytes, login: PendingLogin) -> None
         login.verifier.blob, login.reauth_session, login.expires_at)
 
 
-async def claim_login(conn: Conn, state_hash: bytes) -> PendingLogin | None:
-    """Take a started sign-in by its state: at most one callback ever gets it (single use)."""
-    # The claim commits without waiting for the WAL flush: a database crash could at worst forget a claim
-    # of the last fraction of a second, and then the provider's single-use code still refuses a replay.
-    # Waiting would add a disk flush to every callback, on top of the one its sign-in needs.
-    row = await conn.fetchrow(
-        "DELETE FROM sso_logins WHERE state_hash = $1 AND expires_at > now() "
-        "AND set_config('synchronous_commit', 'off', true) IS NOT NULL "
-        "RETURNING client_id::text, browser_hash, nonce_hash, verifier_key_id, verifier_sealed, "
-        "reauth_session::text, expires_at", state_hash)
+# The claim commits without waiting for the WAL flush: a database crash could at worst forget a claim of
+# the last fraction of a second, and then the provider's single-use code still refuses a replay. Waiting
+# would add a disk flush to every callback, on top of the one its sign-in needs. The client's provider
+# comes back with it (one round trip for both); none when it was removed during the sign-in.
+_CLAIM_LOGIN = f"""
+WITH claimed AS (
+    DELETE FROM sso_logins WHERE state_hash = $1 AND expires_at > now()
+    AND set_config('synchronous_commit', 'off', true) IS NOT NULL
+    RETURNING client_id, browser_hash, nonce_hash, verifier_key_id, verifier_sealed, reauth_session, expires_at
+)
+SELECT l.client_id::text AS login_client_id, l.browser_hash, l.nonce_hash, l.verifier_key_id, l.verifier_sealed,
+       l.reauth_session::text, l.expires_at, provider.*
+FROM claimed l
+LEFT JOIN LATERAL ({_PROVIDER} WHERE p.client_id = l.client_id) provider ON true
+"""  # noqa: S608 (constant fragments)
+
+
+async def claim_login(conn: Conn, state_hash: bytes) -> tuple[PendingLogin, Provider | None] | None:
+    """Take a started sign-in by its state (at most one callback ever gets it: single use), with its
+    client's provider."""
+    row = await conn.fetchrow(_CLAIM_LOGIN, state_hash)
     if row is None:
         return None
-    return PendingLogin(client_id=row["client_id"], browser_hash=row["browser_hash"], nonce_hash=row["nonce_hash"],
-                        verifier=Sealed(row["verifier_key_id"], row["verifier_sealed"]),
-                        reauth_session=row["reauth_session"], expires_at=row["expires_at"])
+    login = PendingLogin(client_id=row["login_client_id"], browser_hash=row["browser_hash"],
+                         nonce_hash=row["nonce_hash"], verifier=Sealed(row["verifier_key_id"], row["verifier_sealed"]),
+                         reauth_session=row["reauth_session"], expires_at=row["expires_at"])
+    return login, (_provider(row) if row["client_id"] is not None else None)
 
 
 async def prune_logins(conn: Conn) -> None:
