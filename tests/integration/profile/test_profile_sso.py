@@ -266,6 +266,20 @@ async def test_state_is_single_use_and_bound_to_the_browser(portal: ProfileHarne
         assert await _callback(portal.browser(), "/api/auth/sso/callback" + junk) == FAILED
 
 
+async def test_a_provider_removed_during_the_sign_in_ends_it(portal: ProfileHarness, idp: OidcProvider) -> None:
+    """The callback reads the client's provider with the claimed state: once the admin removed it, the
+    sign-in started before ends on the login page (and the state is spent), never a 5xx."""
+    admin, client_id = await _configure(portal, idp)
+    browser = portal.browser()
+    idp.next_login = Login("idp-demo", {"email": DEMO_EMAIL, "email_verified": True})
+    callback = await _to_provider(browser)
+    assert (await admin.delete(f"/api/admin/clients/{client_id}/sso"))[0] == 204
+    assert await _callback(browser, callback) == FAILED
+    assert await portal.db.fetchval("SELECT count(*) FROM profile.sso_logins") == 0
+    assert await portal.db.fetchval("SELECT count(*) FROM profile.sso_identities WHERE user_id = $1",
+                                    uuid.UUID(portal.demo_id)) == 0
+
+
 async def test_a_slow_provider_times_out_into_the_login_page(portal: ProfileHarness, idp: OidcProvider) -> None:
     await _configure(portal, idp)
     idp.faults.token_delay = float(portal.env.get("SSO_TIMEOUT_SECONDS", "5")) + 1
