@@ -11,7 +11,10 @@ import uuid
 from typing import Any
 
 import asyncpg
-from profile_service import devices
+from profile_service import devices, sessions
+from profile_service.models import SIGNED_IN
+from profile_service.repository import users as users_repo
+from profile_service.signin import HowSignedIn, completed
 from profile_support import ADMIN_EMAIL, DEMO_EMAIL, PASSWORD, TOTP_CODE, Browser, ProfileHarness
 
 from tests.support.services import running_service
@@ -313,17 +316,11 @@ async def test_a_completed_reset_unlocks_the_owners_devices(portal: ProfileHarne
     assert (await laptop.post("/api/auth/login", {"email": DEMO_EMAIL, "password": new_password}))[0] == 200
 
 
-
 async def test_parallel_sign_ins_of_one_account_never_deadlock(portal: ProfileHarness) -> None:
     """Each completed sign-in forgets the account's least recently used devices beyond the cap; sign-ins of
     one account at once (SSO callbacks of one user, 8 at a time, in the SSO bench) locked those rows in
     different orders, and one died of a deadlock: a 500. Here the completing transaction of a sign-in
     (its session, audit entry, device and activity), 8 at once for 6 s, with the account at its cap."""
-    from profile_service import sessions
-    from profile_service.models import SIGNED_IN
-    from profile_service.repository import users as users_repo
-    from profile_service.signin import HowSignedIn, completed
-
     user_id = uuid.UUID(portal.demo_id)
     await portal.db.execute(
         "INSERT INTO profile.devices (token_hash, user_id, created_at, last_sign_in_at) "

@@ -77,7 +77,8 @@ async def find(conn: Conn, token_hash: bytes, user_id: str | None) -> Device | N
 # locked those rows in different orders (a deadlock: one sign-in answered 500) and each left the others'
 # rows behind. A transaction-level lock on the account (only this statement takes it) makes them one at a
 # time; the sign-ins of other accounts never wait for it.
-_SERIALIZE = "SELECT pg_advisory_xact_lock($1::bigint)"
+# (Advisory locks are per database, which the services share: the key names what it locks.)
+_SERIALIZE = "SELECT pg_advisory_xact_lock(hashtextextended('profile.devices:' || $1::text, 0))"
 
 
 async def remember(conn: asyncpg.Connection, *, old_hash: bytes | None, new_hash: bytes, user_id: str,
@@ -87,7 +88,7 @@ async def remember(conn: asyncpg.Connection, *, old_hash: bytes | None, new_hash
 
     True when `old_hash` was already a known device of this account."""
     account = uuid.UUID(user_id)
-    await conn.execute(_SERIALIZE, account.int >> 64 & 0x7FFF_FFFF_FFFF_FFFF)
+    await conn.execute(_SERIALIZE, str(account))
     return bool(await conn.fetchval(_REMEMBER, old_hash, new_hash, account, keep))
 
 
