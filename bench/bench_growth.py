@@ -44,21 +44,19 @@ GOAL = 0.9
 # over the grown users (10 each), at times over the last year, mostly sign-ins as in real use; written in
 # user id order, so that the (user_id, …) indexes fill page after page instead of at random (minutes
 # less; the index ends up a little denser than one grown by real use).
-_GROW = [
-    ("clients", """INSERT INTO clients (id, name)
-        SELECT gen_random_uuid(), 'Growth client ' || g FROM generate_series(1, $1::int) g""", "clients"),
-    ("users", """INSERT INTO users (id, email, name, role, client_id, title, two_factor_enabled, password_hash)
-        SELECT gen_random_uuid(), 'g' || g || '@growth' || (g % $2::int) || '.example', 'Growth User ' || g,
-               'client_user', c.id, 'Staff', g % 4 = 0, $3
-        FROM generate_series(1, $1::int) g
-        JOIN (SELECT id, row_number() OVER (ORDER BY id) AS n FROM clients WHERE name LIKE 'Growth client %') c
-          ON c.n = g % $2::int + 1""", "users"),
-    ("audit entries", """INSERT INTO audit_log (user_id, at, type, ip, detail)
-        SELECT u.id, now() - make_interval(mins => (hashtext(u.id::text || k) & 524287)),
-               CASE WHEN k % 10 = 0 THEN 'password_changed' ELSE 'signed_in' END, '192.0.2.1', 'password'
-        FROM (SELECT id FROM users WHERE email LIKE 'g%@growth%' ORDER BY id LIMIT $1::int / $2::int) u
-        CROSS JOIN generate_series(1, $2::int) k""", "audit"),
-]
+_GROW_CLIENTS = """INSERT INTO clients (id, name)
+SELECT gen_random_uuid(), 'Growth client ' || g FROM generate_series(1, $1::int) g"""
+_GROW_USERS = """INSERT INTO users (id, email, name, role, client_id, title, two_factor_enabled, password_hash)
+SELECT gen_random_uuid(), 'g' || g || '@growth' || (g % $2::int) || '.example', 'Growth User ' || g,
+       'client_user', c.id, 'Staff', g % 4 = 0, $3
+FROM generate_series(1, $1::int) g
+JOIN (SELECT id, row_number() OVER (ORDER BY id) AS n FROM clients WHERE name LIKE 'Growth client %') c
+  ON c.n = g % $2::int + 1"""
+_GROW_AUDIT = """INSERT INTO audit_log (user_id, at, type, ip, detail)
+SELECT u.id, now() - make_interval(mins => (hashtext(u.id::text || k) & 524287)),
+       CASE WHEN k % 10 = 0 THEN 'password_changed' ELSE 'signed_in' END, '192.0.2.1', 'password'
+FROM (SELECT id FROM users WHERE email LIKE 'g%@growth%' ORDER BY id LIMIT $1::int / $2::int) u
+CROSS JOIN generate_series(1, $2::int) k"""
 # The notifier's own inbox: every sign-in of R3 from a new (account, browser) pair emails a notice, so each
 # one's event is claimed in this inbox as the sign-ins run.
 _GROW_INBOX = """INSERT INTO inbox (consumer, message_id, type, processed_at)
@@ -72,9 +70,9 @@ async def grow(profile_dsn: str, notifier_dsn: str, scale: float) -> str:
     conn = await asyncpg.connect(profile_dsn, server_settings={"search_path": "profile"})
     try:
         hash_value = await conn.fetchval("SELECT password_hash FROM users WHERE password_hash IS NOT NULL LIMIT 1")
-        await conn.execute(_GROW[0][1], clients)
-        await conn.execute(_GROW[1][1], users, clients, hash_value)
-        await conn.execute(_GROW[2][1], audit, audit // users)
+        await conn.execute(_GROW_CLIENTS, clients)
+        await conn.execute(_GROW_USERS, users, clients, hash_value)
+        await conn.execute(_GROW_AUDIT, audit, audit // users)
         for table in ("clients", "users", "audit_log"):
             await conn.execute(f"VACUUM ANALYZE {table}")
     finally:

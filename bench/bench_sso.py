@@ -11,8 +11,8 @@ is exactly the callback: claiming the state, the code-for-token exchange with th
 check, the account, the session and its activity row.
 The baseline is the provider's token endpoint alone, called at the same concurrency with codes prepared
 the same way: what a callback cannot be faster than. Rounds are interleaved (provider, callback, ...).
-Goals: callbacks/s ≥ 0.5 of the provider's token requests/s (at `--concurrency`), and the callback's p50
-latency at most 5 ms above the token endpoint's, both measured one request at a time.
+Goals: callbacks/s ≥ 0.5 of the provider's token requests/s (both at `--concurrency`), and the callback's
+p50 latency at most 5 ms above the token endpoint's (both one request at a time).
 """
 
 from __future__ import annotations
