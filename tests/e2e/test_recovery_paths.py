@@ -85,6 +85,16 @@ async def newest_link(mailbox: Mailbox, address: str, known: set[str]) -> str:
     raise AssertionError(f"no new reset email to {address}")
 
 
+async def heard_by_profile(db: asyncpg.Connection, message: Any) -> None:
+    """Wait until profile's consumer has handled the event the email reports (its Message-ID names it)."""
+    event_id = str(message["Message-ID"]).strip("<>").split("@")[0].split(".")[0]
+    for _ in range(200):
+        if await db.fetchval("SELECT 1 FROM profile.inbox WHERE message_id = $1", event_id):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"profile did not handle event {event_id}")
+
+
 def not_me_token(message: Any) -> str:
     return unquote(link_token(message, "not-me"))
 
@@ -123,12 +133,18 @@ async def test_not_me_removes_a_planted_passkey_and_app_and_says_two_factor_is_o
     status, _ = await attacker.post("/api/mfa/totp/verify", {"code": pyotp.TOTP(setup["secret"]).now()})
     assert status == 200
     [app_added] = await mailbox.wait_for(address, "mfa.totp_enabled")
+    await heard_by_profile(db, enabled)
+    await heard_by_profile(db, app_added)
+    offered = (await portals().login(address, NEW_PASSWORD))["second_factors"]
+    assert "webauthn" in offered and "totp" in offered  # kept by profile for the account's next sign-ins
 
     owner = portals()
     status, _, response = await not_me(owner, enabled)  # the key that turned two-factor on
     assert status == 204 and "X-Portal-Two-Factor" not in response.headers  # the app is still there
     assert (await attacker.get("/api/profile"))[0] == 401, "every session ended"
     assert await passkey_sign_in(portals(), authenticator) == 401, "the planted passkey is gone"
+    offered = (await portals().login(address, NEW_PASSWORD))["second_factors"]
+    assert "webauthn" not in offered and "totp" in offered, "the undo voided the kept list (mfa sends no event)"
 
     status, _, response = await not_me(owner, app_added)
     assert status == 204 and response.headers.get("X-Portal-Two-Factor") == "off"

@@ -98,5 +98,8 @@ async def change_password(ctx: Context, session: Session, body: dict[str, Any], 
 
 
 async def raise_two_factor_latch(pool: asyncpg.Pool, user_id: str, at: datetime) -> None:
-    """mfa, before it commits a user's first factor: the latch goes up (consumers.py says what it is)."""
-    await users_repo.set_two_factor(pool, user_id, True, at)
+    """mfa, before it commits a user's first factor: the latch goes up (consumers.py says what it is), and
+    the factor list kept for sign-in is void."""
+    async with pool.acquire() as conn, conn.transaction():
+        await users_repo.set_two_factor(conn, user_id, True, at)
+        await users_repo.forget_second_factors(conn, user_id)

@@ -226,5 +226,6 @@ async def reset_two_factor(ctx: Context, admin: Session, user_id: str, *, ip: st
     await ctx.mfa.reset(user.id, admin.user.id)
     async with ctx.pool.acquire() as conn, conn.transaction():
         await sessions.end_all(conn, user.id)
+        await users_repo.forget_second_factors(conn, user.id)  # before mfa's event lowers the latch
         await audit.record(conn, user.id, "two_factor_reset", ip=ip,
                            detail=f"by {admin.user.email}; every session ended")

@@ -47,6 +47,7 @@ MIGRATIONS = migrate.listed(
     "0006_sso.sql",
     "0007_activity.sql",
     "0008_session_method.sql",
+    "0009_second_factors.sql",
 )
 PRUNE_EVERY_SECONDS = 600
 log = structlog.get_logger("profile.app")

@@ -39,6 +39,8 @@ class User:
     locked_until: datetime | None
     created_at: datetime
     active: bool = True  # False once an MSP admin deactivates the account (offboarding): no sign-in of any kind
+    second_factors: list[str] | None = None  # what mfa last said a sign-in may use (signin.offered_factors)
+    second_factors_epoch: int = 0  # changes of the account's factors seen, which void that answer
 
     @property
     def is_admin(self) -> bool:

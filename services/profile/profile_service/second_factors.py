@@ -2,7 +2,8 @@
 
 Each factor knows how mfa checks it; `attempt` is the one way any check runs: a locked counter fails
 without asking mfa, and a failure is counted on the throttle and audited (and, during sign-in, shown in
-the owner's activity) in one statement, whichever flow it came from.
+the owner's activity) in one statement, whichever flow it came from. `offered` says which factors a
+sign-in offers after its first step.
 
 The lock is judged on the rows this request already read (the session's account, the browser's known
 device), as the password check does, not by another query: a lock that lands between that read and the
@@ -21,8 +22,9 @@ import asyncpg
 from profile_service import activity, throttle
 from profile_service.context import Context
 from profile_service.mfa_client import Verification
-from profile_service.models import Session
+from profile_service.models import Session, User
 from profile_service.repository import throttle as throttle_repo
+from profile_service.repository import users as users_repo
 from profile_service.repository.devices import Device
 
 SIGN_IN_FLOW = "sign-in"
@@ -59,6 +61,29 @@ SECURITY_KEY = Factor("webauthn", "security key", _security_key)
 FACTORS = {factor.key: factor for factor in (TOTP, RECOVERY_CODE, SECURITY_KEY)}
 
 
+async def offered(ctx: Context, user: User) -> list[str] | None:
+    """The second factors (contract names) a sign-in of `user` asks for after its first step; None: none.
+
+    The two-factor latch decides whether mfa must be asked at all (down: mfa has no factor;
+    docs/internal-api.md). While it is up, the list mfa last answered is kept on the account and offered
+    until any change of the account's factors clears it (mfa's events, the latch going up, an undo, a
+    failed check), so an account's sign-ins ask mfa once per change, not once each. The list only picks
+    which checks the page offers: every check still goes to mfa, and only mfa's live answer can let a
+    sign-in through without a second factor, so a list left stale costs a failed check, never a bypass.
+    """
+    if not user.two_factor_enabled:
+        return None
+    if user.second_factors:
+        return user.second_factors
+    factors = await ctx.mfa.factors(user.id)
+    if not factors.two_factor_enabled:  # a latch left up (an enable rolled back): not kept, asked again
+        return None
+    # Kept only if no change was seen since this sign-in read the account (its epoch): an answer older
+    # than a change is never stored after it.
+    await users_repo.remember_second_factors(ctx.pool, user.id, factors.second_factors, user.second_factors_epoch)
+    return factors.second_factors
+
+
 async def attempt(ctx: Context, factor: Factor, session: Session, value: Any, *, device: Device | None, ip: str,
                   flow: str, on_failure: FailureHook | None = None) -> Verification | None:
     """Check `value` with `factor` for the session's account: its verification when it passed, else None.
@@ -79,6 +104,9 @@ async def attempt(ctx: Context, factor: Factor, session: Session, value: Any, *,
         await throttle_repo.record_failure(conn, user_id, counter, type_="second_factor_failed", ip=ip, detail=what,
                                       refused_detail=f"{what} (throttled)",
                                       sign_in_factor=activity.SECOND_FACTORS[factor.label] if signing_in else None)
+        # The failure may be a check of a factor the account no longer has (the kept list's change not
+        # yet heard of): the next sign-in asks mfa afresh.
+        await users_repo.forget_second_factors(conn, user_id)
         if on_failure is not None:
             await on_failure(conn)
     return None

@@ -118,10 +118,8 @@ async def login(ctx: Context, *, email: str, password: str, previous: Session | 
     if not await check_password(ctx, user, password, ip=ip, flow=SIGN_IN_FLOW, device=device):
         raise BadCredentials()
     assert user is not None
-    # The two-factor flag is raised by mfa before it commits turning two-factor on, so while it is down
-    # mfa has no factor for this user and need not be asked; while it is up, mfa says which factors.
-    factors = await ctx.mfa.factors(user.id) if user.two_factor_enabled else None
-    state = SECOND_FACTOR_REQUIRED if factors is not None and factors.two_factor_enabled else SIGNED_IN
+    factors = await second_factors.offered(ctx, user)
+    state = SECOND_FACTOR_REQUIRED if factors else SIGNED_IN
     if state == SECOND_FACTOR_REQUIRED:  # nothing is cleared or remembered until the sign-in completes
         entry = (audit.PASSWORD_ACCEPTED, "second factor required")
         if previous is None:  # the usual case: one statement, one round trip
@@ -132,8 +130,7 @@ async def login(ctx: Context, *, email: str, password: str, previous: Session | 
                 await sessions_repo.delete(conn, previous.id_hash)
                 raw, _ = await sessions.start(conn, user_id=user.id, state=state, user_agent=user_agent, ip=ip,
                                               method=PASSWORD, audit=entry)
-        assert factors is not None
-        return SignInResult(raw, SECOND_FACTOR_REQUIRED, second_factors=factors.second_factors)
+        return SignInResult(raw, SECOND_FACTOR_REQUIRED, second_factors=factors)
     async with ctx.pool.acquire() as conn, conn.transaction():
         if previous is not None:
             await sessions_repo.delete(conn, previous.id_hash)

@@ -25,7 +25,7 @@ from portal_shared.events import SsoLinked
 from portal_shared.outbox import enqueue
 from portal_shared.secretbox import DecryptionError
 
-from profile_service import devices, sessions
+from profile_service import devices, second_factors, sessions
 from profile_service.config import SERVICE
 from profile_service.context import Context
 from profile_service.errors import ValidationFailed
@@ -202,19 +202,18 @@ def _provider_did_mfa(provider: sso_repo.Provider, claims: dict[str, Any]) -> bo
 
 async def _sign_in(ctx: Context, provider: sso_repo.Provider, user: User, claims: dict[str, Any], *,
                    previous: Session | None, user_agent: str, ip: str, device_cookie: str | None) -> SignInResult:
-    factors = await ctx.mfa.factors(user.id) if user.two_factor_enabled else None
-    needs_second = factors is not None and factors.two_factor_enabled and not _provider_did_mfa(provider, claims)
+    factors = await second_factors.offered(ctx, user)
+    needs_second = bool(factors) and not _provider_did_mfa(provider, claims)
     device = await devices.find(ctx.pool, device_cookie, user.id)
     async with ctx.pool.acquire() as conn, conn.transaction():
         if previous is not None:
             await sessions_repo.delete(conn, previous.id_hash)
         if needs_second:  # the provider's step counts as the first factor, like a password
-            assert factors is not None
             raw, _ = await sessions.start(conn, user_id=user.id, state=SECOND_FACTOR_REQUIRED,
                                           user_agent=user_agent, ip=ip, method=METHOD_SSO,
                                           audit=(audit.SSO_ACCEPTED, f"{provider.issuer}; second factor required"))
-            return SignInResult(raw, SECOND_FACTOR_REQUIRED, second_factors=factors.second_factors)
-        how = "single sign-on" + (" with the provider's MFA" if factors and factors.two_factor_enabled else "")
+            return SignInResult(raw, SECOND_FACTOR_REQUIRED, second_factors=factors)
+        how = "single sign-on" + (" with the provider's MFA" if factors else "")
         raw, session_id = await sessions.start(conn, user_id=user.id, state=SIGNED_IN, user_agent=user_agent, ip=ip,
                                                method=METHOD_SSO, audit=("signed_in", f"{how} ({provider.issuer})"))
         cookie, known = await completed(conn, user, device, device_cookie, session_id=session_id,

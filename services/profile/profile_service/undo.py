@@ -159,6 +159,7 @@ async def _undo_in_mfa(conn: asyncpg.Connection, ctx: Context, user: User, link:
     at = link.at or datetime.now().astimezone().isoformat()
     result = await ctx.mfa.undo(user.id, event_id=link.event_id, event_type=link.event_type or "",
                                 key_id=link.key_id, at=at)
+    await users_repo.forget_second_factors(conn, user.id)  # mfa sends no event for an undo
     if not result.two_factor_enabled:
         # mfa removed the last factor: lower the latch now, ordered like mfa's own events (docs/internal-api.md).
         await users_repo.set_two_factor(conn, user.id, False, result.at)

@@ -3,6 +3,8 @@ for mfa's internal endpoints."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import secrets
 import uuid
@@ -10,11 +12,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import aio_pika
 import aiohttp
 import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from portal_shared import tokens
+from portal_shared import broker, tokens
+from portal_shared.events import Envelope, Event, encode
 
 PASSWORD = "Sturdy-Lantern-42"
 ADMIN_EMAIL = "admin@msp.example"
@@ -39,6 +43,10 @@ class StandInMfa:
     challenges: dict[str, str | None] = field(default_factory=dict)
     calls: list[tuple[str, Any]] = field(default_factory=list)
     resets: list[tuple[str, str]] = field(default_factory=list)
+    # When set, a factors answer is read, then held until this event is set (`factors_read` tells when):
+    # an answer on its way while the account's factors change.
+    hold_factors: asyncio.Event | None = None
+    factors_read: asyncio.Event = field(default_factory=asyncio.Event)
 
     def enable_totp(self, user_id: str, codes: int = 10) -> list[str]:
         self.totp.add(user_id)
@@ -61,9 +69,12 @@ class StandInMfa:
         user_id = request.match_info["user_id"]
         kinds = (["totp"] if user_id in self.totp else []) + (["webauthn"] if user_id in self.keys else [])
         enabled = self._enabled(user_id)
-        return web.json_response({"two_factor_enabled": enabled,
-                                  "second_factors": [*kinds, "recovery_code"] if enabled else [],
-                                  "recovery_codes_remaining": len(self.codes.get(user_id, ())) if enabled else None})
+        answer = {"two_factor_enabled": enabled, "second_factors": [*kinds, "recovery_code"] if enabled else [],
+                  "recovery_codes_remaining": len(self.codes.get(user_id, ())) if enabled else None}
+        if self.hold_factors is not None:
+            self.factors_read.set()
+            await self.hold_factors.wait()
+        return web.json_response(answer)
 
     async def verify_totp(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -208,6 +219,34 @@ class ProfileHarness:
     async def add_key(self, user_id: str) -> None:
         await self.raise_two_factor(user_id)
         self.mfa.keys.add(user_id)
+
+    def factor_checks(self, user_id: str) -> int:
+        """How often profile asked the stand-in mfa for the user's factors."""
+        return [path for path, _ in self.mfa.calls].count(f"/internal/users/{user_id}/factors")
+
+    async def kept_factors(self, user_id: str) -> list[str] | None:
+        """The factor list profile keeps for the account's sign-ins (None: none kept)."""
+        return await self.db.fetchval("SELECT second_factors FROM profile.users WHERE id = $1", uuid.UUID(user_id))
+
+    async def deliver(self, event: Event, occurred_at: datetime | None = None) -> None:
+        """Publish an mfa event as mfa's relay would, and wait until profile's consumer has handled it."""
+        envelope = Envelope.wrap(event, source="mfa")
+        if occurred_at is not None:
+            envelope = dataclasses.replace(envelope, occurred_at=occurred_at.isoformat().replace("+00:00", "Z"))
+        connection = await aio_pika.connect(self.env["AMQP_URL"])
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await broker.declare_exchange(channel)
+            await exchange.publish(aio_pika.Message(encode(envelope), message_id=envelope.id, type=envelope.type,
+                                                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                                   routing_key=envelope.type)
+        finally:
+            await connection.close()
+        for _ in range(200):
+            if await self.db.fetchval("SELECT count(*) FROM profile.inbox WHERE message_id = $1", envelope.id):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"profile did not handle {envelope.type}")
 
     async def events(self, type_: str) -> list[dict[str, Any]]:
         rows = await self.db.fetch("SELECT body FROM profile.outbox WHERE type = $1 ORDER BY created_at", type_)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import aio_pika
-from portal_shared import broker, tokens
-from portal_shared.events import Envelope, MfaResetByAdmin, TwoFactorDisabled, encode
+from portal_shared import tokens
+from portal_shared.events import MfaResetByAdmin, TwoFactorDisabled
 from profile_support import DEMO_EMAIL, PASSWORD, TOTP_CODE, ProfileHarness
 
 
@@ -142,9 +139,13 @@ async def test_the_two_factor_latch_decides_whether_sign_in_asks_mfa(portal: Pro
                                                 "WHERE id = $1", uuid.UUID(portal.demo_id))
     assert row["two_factor_enabled"] and row["two_factor_changed_at"] is not None
 
-    # A latch left up by an enable that mfa then rolled back: mfa has no factor, so the password suffices.
+    # A latch left up by an enable that mfa then rolled back (the app gone, the latch raised again, nothing
+    # committed): mfa has no factor, so the password suffices — asking mfa each time (that answer is never kept).
     portal.mfa.totp.discard(portal.demo_id)
-    assert await portal.browser().login(DEMO_EMAIL) == {"state": "signed_in"}
+    await portal.raise_two_factor(portal.demo_id)
+    for asked in (2, 3):
+        assert await portal.browser().login(DEMO_EMAIL) == {"state": "signed_in"}
+        assert [path for path, _ in portal.mfa.calls].count(factors_path) == asked
 
 
 async def test_only_mfa_may_raise_the_latch(portal: ProfileHarness) -> None:
@@ -163,26 +164,6 @@ async def test_only_mfa_may_raise_the_latch(portal: ProfileHarness) -> None:
                                         uuid.UUID(portal.demo_id))
 
 
-async def _deliver(portal: ProfileHarness, event: TwoFactorDisabled | MfaResetByAdmin, occurred_at: datetime) -> None:
-    """Publish an mfa event as mfa's relay would, and wait until profile's consumer has handled it."""
-    envelope = dataclasses.replace(Envelope.wrap(event, source="mfa"),
-                                   occurred_at=occurred_at.isoformat().replace("+00:00", "Z"))
-    connection = await aio_pika.connect(portal.env["AMQP_URL"])
-    try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await broker.declare_exchange(channel)
-        await exchange.publish(aio_pika.Message(encode(envelope), message_id=envelope.id, type=envelope.type,
-                                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                               routing_key=envelope.type)
-    finally:
-        await connection.close()
-    for _ in range(200):
-        if await portal.db.fetchval("SELECT count(*) FROM profile.inbox WHERE message_id = $1", envelope.id):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"profile did not handle {envelope.type}")
-
-
 async def _latched(portal: ProfileHarness) -> bool:
     return await portal.db.fetchval("SELECT two_factor_enabled FROM profile.users WHERE id = $1",
                                     uuid.UUID(portal.demo_id))
@@ -195,11 +176,11 @@ async def test_only_newer_mfa_events_lower_the_latch(portal: ProfileHarness) -> 
     raised_at = await portal.db.fetchval("SELECT two_factor_changed_at FROM profile.users WHERE id = $1",
                                          uuid.UUID(portal.demo_id))
     earlier = raised_at - timedelta(minutes=1)
-    await _deliver(portal, TwoFactorDisabled(user_id=portal.demo_id, method="totp"), earlier)
-    await _deliver(portal, MfaResetByAdmin(user_id=portal.demo_id, admin_id=portal.admin_id), earlier)
+    await portal.deliver(TwoFactorDisabled(user_id=portal.demo_id, method="totp"), earlier)
+    await portal.deliver(MfaResetByAdmin(user_id=portal.demo_id, admin_id=portal.admin_id), earlier)
     assert await _latched(portal)
     await portal.browser().login(DEMO_EMAIL)
     assert f"/internal/users/{portal.demo_id}/factors" in [path for path, _ in portal.mfa.calls], "mfa was asked"
 
-    await _deliver(portal, TwoFactorDisabled(user_id=portal.demo_id, method="totp"), datetime.now(UTC))
+    await portal.deliver(TwoFactorDisabled(user_id=portal.demo_id, method="totp"), datetime.now(UTC))
     assert not await _latched(portal)

@@ -13,7 +13,7 @@ from profile_service.models import Client, User
 Conn = asyncpg.Connection | asyncpg.Pool
 
 _USER_FIELDS = ("id", "email", "name", "role", "title", "mobile", "phone", "password_hash", "two_factor_enabled",
-                "failed_attempts", "locked_until", "created_at", "active")
+                "failed_attempts", "locked_until", "created_at", "active", "second_factors", "second_factors_epoch")
 
 
 def user_columns(user: str, client: str, prefix: str = "") -> str:
@@ -51,6 +51,14 @@ _SET_TWO_FACTOR = """
 UPDATE users SET two_factor_enabled = $2, two_factor_changed_at = $3
 WHERE id = $1 AND (two_factor_changed_at IS NULL OR two_factor_changed_at <= $3)
 """
+# The factor list a sign-in offers (signin.offered_factors): stored only while no factor change was seen
+# since the sign-in read the account (the epoch it read), cleared (and the epoch moved on) by any change.
+_REMEMBER_SECOND_FACTORS = """
+UPDATE users SET second_factors = $2 WHERE id = $1 AND second_factors_epoch = $3
+"""
+_FORGET_SECOND_FACTORS = """
+UPDATE users SET second_factors = NULL, second_factors_epoch = second_factors_epoch + 1 WHERE id = $1
+"""
 _RECORD_EMAIL_CHANGE = """
 INSERT INTO email_changes (event_id, user_id, old_email, new_email) VALUES ($1, $2, $3, $4)
 """
@@ -77,22 +85,19 @@ def user_from_row(row: asyncpg.Record | None, prefix: str = "") -> User | None:
     return User(**{**values, "id": str(values["id"])}, client=client)
 
 
-_user = user_from_row
-
-
 async def get(conn: Conn, user_id: str, *, for_update: bool = False) -> User | None:
-    return _user(await conn.fetchrow(_BY_ID_FOR_UPDATE if for_update else _BY_ID, uuid.UUID(user_id)))
+    return user_from_row(await conn.fetchrow(_BY_ID_FOR_UPDATE if for_update else _BY_ID, uuid.UUID(user_id)))
 
 
 async def get_by_email(conn: Conn, email: str) -> User | None:
     if "\x00" in email or not email.isprintable():  # Postgres text cannot hold NUL; no stored address has one
         return None
-    return _user(await conn.fetchrow(_BY_EMAIL, email))
+    return user_from_row(await conn.fetchrow(_BY_EMAIL, email))
 
 
 async def list_users(conn: Conn, *, client_id: str | None, query: str | None) -> list[User]:
     rows = await conn.fetch(_LIST, uuid.UUID(client_id) if client_id else None, query or None)
-    return [u for u in map(_user, rows) if u is not None]
+    return [u for u in map(user_from_row, rows) if u is not None]
 
 
 async def insert(conn: Conn, *, email: str, name: str, role: str, client_id: str | None = None,
@@ -134,6 +139,14 @@ async def clear_password_set_since(conn: Conn, user_id: str, since: datetime) ->
 
 async def set_two_factor(conn: Conn, user_id: str, enabled: bool, at: datetime) -> None:
     await conn.execute(_SET_TWO_FACTOR, uuid.UUID(user_id), enabled, at)
+
+
+async def remember_second_factors(conn: Conn, user_id: str, factors: list[str], epoch: int) -> None:
+    await conn.execute(_REMEMBER_SECOND_FACTORS, uuid.UUID(user_id), factors, epoch)
+
+
+async def forget_second_factors(conn: Conn, user_id: str) -> None:
+    await conn.execute(_FORGET_SECOND_FACTORS, uuid.UUID(user_id))
 
 
 async def record_email_change(conn: Conn, event_id: str, user_id: str, old_email: str, new_email: str) -> None:
