@@ -13,7 +13,6 @@ from portal_shared.web import base_app
 from notifier_service.config import SERVICE, Settings
 from notifier_service.consumers import event_handlers
 from notifier_service.dispatcher import Dispatcher
-from notifier_service.keys import DISPATCHER
 
 # The schema's migrations, in the order they apply (at start, in one transaction: portal_shared.migrate).
 MIGRATIONS = migrate.listed(
@@ -29,7 +28,6 @@ log = structlog.get_logger("notifier.app")
 def courier(settings: Settings) -> runtime.CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         dispatcher = Dispatcher(app[DB_POOL], settings)
-        app[DISPATCHER] = dispatcher
         dispatcher.start()
         yield
         await dispatcher.stop()

@@ -7,10 +7,8 @@ import asyncio
 import uuid
 from typing import Any
 
-import aio_pika
-from portal_shared import broker
 from portal_shared.actor import Actor
-from portal_shared.events import Envelope, SecurityKeyAdded, encode
+from portal_shared.events import Envelope, SecurityKeyAdded
 from profile_support import ADMIN_EMAIL, DEMO_EMAIL, PASSWORD, TOTP_CODE, Browser, ProfileHarness
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0 ActivityTest"
@@ -31,24 +29,6 @@ async def _eventually(browser: Browser, type_: str) -> dict[str, Any]:
             return items[0]
         await asyncio.sleep(0.05)
     raise AssertionError(f"no {type_} item appeared")
-
-
-async def _publish(portal: ProfileHarness, envelope: Envelope, *, wait: bool = True) -> None:
-    connection = await aio_pika.connect(portal.env["AMQP_URL"])
-    try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await broker.declare_exchange(channel)
-        await exchange.publish(aio_pika.Message(encode(envelope), message_id=envelope.id, type=envelope.type,
-                                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                               routing_key=envelope.type)
-    finally:
-        await connection.close()
-    for _ in range(200 if wait else 0):
-        if await portal.db.fetchval("SELECT count(*) FROM profile.inbox WHERE message_id = $1", envelope.id):
-            return
-        await asyncio.sleep(0.05)
-    if wait:
-        raise AssertionError(f"profile did not handle {envelope.type}")
 
 
 async def _new_device_events(portal: ProfileHarness) -> list[dict[str, Any]]:
@@ -102,16 +82,16 @@ async def test_changes_appear_from_their_events_with_the_actor(portal: ProfileHa
     # mfa's events carry their actor in the envelope; a redelivery writes nothing more.
     event = Envelope.wrap(SecurityKeyAdded(user_id=portal.demo_id, key_id="k1", name="YubiKey <b>5</b>"),
                           source="mfa", actor=Actor("203.0.113.9", "Firefox/133"))
-    await _publish(portal, event)
+    await portal.publish(event)
     added = await _eventually(browser, "mfa.security_key_added")
     assert added == {"at": added["at"], "type": "mfa.security_key_added", "ip": "203.0.113.9",
                      "user_agent": "Firefox/133", "detail": {"key_id": "k1", "name": "YubiKey <b>5</b>"},
                      "id": event.id, "undoable": True}
-    await _publish(portal, event, wait=False)  # a redelivery ...
+    await portal.publish(event, wait=False)  # a redelivery ...
     # ... and after it an event about an account that does not exist: handled (not dead-lettered), writing
     # nothing. Once it is handled, so is the redelivery before it.
     stranger = str(uuid.uuid4())
-    await _publish(portal, Envelope.wrap(SecurityKeyAdded(user_id=stranger, key_id="k", name="n"), source="mfa"))
+    await portal.publish(Envelope.wrap(SecurityKeyAdded(user_id=stranger, key_id="k", name="n"), source="mfa"))
     assert await portal.db.fetchval("SELECT count(*) FROM profile.activity WHERE event_id = $1",
                                     uuid.UUID(event.id)) == 1
     assert await portal.db.fetchval("SELECT count(*) FROM profile.activity WHERE user_id = $1",
