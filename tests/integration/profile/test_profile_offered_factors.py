@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -48,7 +49,7 @@ def _key_id() -> str:
 
 # Every event of a change to the factors a sign-in may offer; the latch events are delivered as older than
 # the latch, so they leave it up (test_profile_second_factor covers their effect on the latch).
-FACTOR_EVENTS = [
+FACTOR_EVENTS: list[Callable[[str], Event]] = [
     lambda user: TotpEnabled(user_id=user),
     lambda user: TotpDisabled(user_id=user),
     lambda user: SecurityKeyAdded(user_id=user, key_id=_key_id(), name="YubiKey"),
@@ -62,14 +63,14 @@ FACTOR_EVENTS = [
 
 
 @pytest.mark.parametrize("make_event", FACTOR_EVENTS, ids=lambda make: make("u").type)
-async def test_every_factor_event_voids_the_kept_list(portal: ProfileHarness, make_event: object) -> None:
+async def test_every_factor_event_voids_the_kept_list(portal: ProfileHarness,
+                                                     make_event: Callable[[str], Event]) -> None:
     await portal.enable_totp(portal.demo_id)
     assert await _offered(portal) == WITH_APP
     portal.mfa.keys.add(portal.demo_id)  # a change in mfa, heard of only through its event
     assert await _offered(portal) == WITH_APP, "until the event, the kept list is offered"
     before_latch = datetime.now(UTC) - timedelta(hours=1)
-    event: Event = make_event(portal.demo_id)  # type: ignore[operator]
-    await portal.deliver(event, before_latch)
+    await portal.deliver(make_event(portal.demo_id), before_latch)
     assert await portal.kept_factors(portal.demo_id) is None
     assert await _offered(portal) == WITH_APP_AND_KEY
     assert portal.factor_checks(portal.demo_id) == 2
