@@ -31,6 +31,7 @@ from portal_shared.outbox import enqueue
 
 from profile_service.config import SERVICE
 from profile_service.errors import ValidationFailed
+from profile_service.models import User
 from profile_service.repository import activity as activity_repo
 from profile_service.views import iso
 
@@ -66,12 +67,16 @@ def _data(envelope: Envelope) -> dict[str, Any]:
     return dataclasses.asdict(envelope.event)
 
 
-async def signed_in(conn: asyncpg.Connection, user_id: str, *, session_id: str, method: str,
+async def signed_in(conn: asyncpg.Connection, user: User, *, session_id: str, method: str,
                     second_factor: str | None, known_device: bool, ip: str, user_agent: str) -> None:
     """Record a completed sign-in; from a browser that is not a known device, email the owner about it —
     unless it is the sign-in that follows setting a password through an emailed link (invitation, reset),
     or this address and browser were already reported today (a browser that keeps no cookies)."""
-    expected = await activity_repo.take_expected_sign_in(conn, user_id)
+    user_id = user.id
+    # The account row read at the start of this sign-in says whether one is expected; only then is the
+    # mark taken (once: a parallel sign-in may have taken it since). A mark set since belongs to a later
+    # sign-in than this one, which began before the link was used.
+    expected = user.quiet_next_sign_in and await activity_repo.take_expected_sign_in(conn, user_id)
     new_device = not known_device and not expected
     if new_device and not await activity_repo.new_device_noticed_recently(conn, user_id, ip=ip,
                                                                           user_agent=user_agent):

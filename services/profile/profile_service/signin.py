@@ -105,7 +105,7 @@ async def completed(conn: asyncpg.Connection, user: User, device: devices.Device
     if device is None and (user.failed_attempts > 0 or user.locked_until is not None):
         await throttle_repo.record_success(conn, user.id)
     cookie, known = await devices.remember(conn, device_cookie, user.id)
-    await activity.signed_in(conn, user.id, session_id=session_id, method=how.method,
+    await activity.signed_in(conn, user, session_id=session_id, method=how.method,
                              second_factor=how.second_factor, known_device=known, ip=how.ip,
                              user_agent=how.user_agent)
     return cookie, known

@@ -13,7 +13,8 @@ from profile_service.models import Client, User
 Conn = asyncpg.Connection | asyncpg.Pool
 
 _USER_FIELDS = ("id", "email", "name", "role", "title", "mobile", "phone", "password_hash", "two_factor_enabled",
-                "failed_attempts", "locked_until", "created_at", "active", "second_factors", "second_factors_epoch")
+                "failed_attempts", "locked_until", "created_at", "active", "second_factors", "second_factors_epoch",
+                "quiet_next_sign_in")
 
 
 def user_columns(user: str, client: str, prefix: str = "") -> str:
