@@ -39,7 +39,7 @@ class User:
     locked_until: datetime | None
     created_at: datetime
     active: bool = True  # False once an MSP admin deactivates the account (offboarding): no sign-in of any kind
-    second_factors: list[str] | None = None  # what mfa last said a sign-in may use (signin.offered_factors)
+    second_factors: list[str] | None = None  # what mfa last said a sign-in may use (second_factors.offered)
     second_factors_epoch: int = 0  # changes of the account's factors seen, which void that answer
     quiet_next_sign_in: bool = False  # the next sign-in follows a password set through an emailed link
 

@@ -62,7 +62,9 @@ FACTORS = {factor.key: factor for factor in (TOTP, RECOVERY_CODE, SECURITY_KEY)}
 
 
 async def offered(ctx: Context, user: User) -> list[str] | None:
-    """The second factors (contract names) a sign-in of `user` asks for after its first step; None: none.
+    """The second factors (contract names) a sign-in of `user` asks for after its first step; None when it
+    needs none. Only None lets a sign-in complete on its first step: a list, even an empty one, requires a
+    second factor.
 
     The two-factor latch decides whether mfa must be asked at all (down: mfa has no factor;
     docs/internal-api.md). While it is up, the list mfa last answered is kept on the account and offered
@@ -80,7 +82,9 @@ async def offered(ctx: Context, user: User) -> list[str] | None:
         return None
     # Kept only if no change was seen since this sign-in read the account (its epoch): an answer older
     # than a change is never stored after it.
-    await users_repo.remember_second_factors(ctx.pool, user.id, factors.second_factors, user.second_factors_epoch)
+    if factors.second_factors:
+        await users_repo.remember_second_factors(ctx.pool, user.id, factors.second_factors,
+                                                 user.second_factors_epoch)
     return factors.second_factors
 
 

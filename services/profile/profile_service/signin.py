@@ -119,7 +119,7 @@ async def login(ctx: Context, *, email: str, password: str, previous: Session | 
         raise BadCredentials()
     assert user is not None
     factors = await second_factors.offered(ctx, user)
-    state = SECOND_FACTOR_REQUIRED if factors else SIGNED_IN
+    state = SECOND_FACTOR_REQUIRED if factors is not None else SIGNED_IN
     if state == SECOND_FACTOR_REQUIRED:  # nothing is cleared or remembered until the sign-in completes
         entry = (audit.PASSWORD_ACCEPTED, "second factor required")
         if previous is None:  # the usual case: one statement, one round trip

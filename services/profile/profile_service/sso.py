@@ -203,7 +203,7 @@ def _provider_did_mfa(provider: sso_repo.Provider, claims: dict[str, Any]) -> bo
 async def _sign_in(ctx: Context, provider: sso_repo.Provider, user: User, claims: dict[str, Any], *,
                    previous: Session | None, user_agent: str, ip: str, device_cookie: str | None) -> SignInResult:
     factors = await second_factors.offered(ctx, user)
-    needs_second = bool(factors) and not _provider_did_mfa(provider, claims)
+    needs_second = factors is not None and not _provider_did_mfa(provider, claims)
     device = await devices.find(ctx.pool, device_cookie, user.id)
     async with ctx.pool.acquire() as conn, conn.transaction():
         if previous is not None:
@@ -213,7 +213,7 @@ async def _sign_in(ctx: Context, provider: sso_repo.Provider, user: User, claims
                                           user_agent=user_agent, ip=ip, method=METHOD_SSO,
                                           audit=(audit.SSO_ACCEPTED, f"{provider.issuer}; second factor required"))
             return SignInResult(raw, SECOND_FACTOR_REQUIRED, second_factors=factors)
-        how = "single sign-on" + (" with the provider's MFA" if factors else "")
+        how = "single sign-on" + (" with the provider's MFA" if factors is not None else "")
         raw, session_id = await sessions.start(conn, user_id=user.id, state=SIGNED_IN, user_agent=user_agent, ip=ip,
                                                method=METHOD_SSO, audit=("signed_in", f"{how} ({provider.issuer})"))
         cookie, known = await completed(conn, user, device, device_cookie, session_id=session_id,

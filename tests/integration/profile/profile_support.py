@@ -46,6 +46,8 @@ class StandInMfa:
     # When set, a factors answer is read, then held until this event is set (`factors_read` tells when):
     # an answer on its way while the account's factors change.
     hold_factors: asyncio.Event | None = None
+    # Users for whom the factors answer says two-factor is on but lists no factor (a confused mfa).
+    unlisted: set[str] = field(default_factory=set)
     factors_read: asyncio.Event = field(default_factory=asyncio.Event)
 
     def enable_totp(self, user_id: str, codes: int = 10) -> list[str]:
@@ -71,6 +73,8 @@ class StandInMfa:
         enabled = self._enabled(user_id)
         answer = {"two_factor_enabled": enabled, "second_factors": [*kinds, "recovery_code"] if enabled else [],
                   "recovery_codes_remaining": len(self.codes.get(user_id, ())) if enabled else None}
+        if user_id in self.unlisted:
+            answer = {"two_factor_enabled": True, "second_factors": [], "recovery_codes_remaining": 0}
         if self.hold_factors is not None:
             self.factors_read.set()
             await self.hold_factors.wait()

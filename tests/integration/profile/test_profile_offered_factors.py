@@ -128,3 +128,14 @@ async def test_an_answer_read_before_a_change_is_not_kept_after_it(portal: Profi
     assert await portal.kept_factors(portal.demo_id) is None, "but the answer, older than the change, is not kept"
     portal.mfa.hold_factors = None
     assert await _offered(portal) == WITH_APP_AND_KEY
+
+
+async def test_two_factor_on_with_no_factor_listed_still_asks_for_a_second_factor(portal: ProfileHarness) -> None:
+    """mfa says two-factor is on but lists nothing: the sign-in fails closed (pending, nothing to offer),
+    and the empty answer is not kept."""
+    await portal.raise_two_factor(portal.demo_id)
+    portal.mfa.unlisted.add(portal.demo_id)
+    browser = portal.browser()
+    assert await browser.login(DEMO_EMAIL) == {"state": "second_factor_required", "second_factors": []}
+    assert (await browser.get("/api/profile"))[0] == 401
+    assert await portal.kept_factors(portal.demo_id) is None

@@ -52,7 +52,7 @@ _SET_TWO_FACTOR = """
 UPDATE users SET two_factor_enabled = $2, two_factor_changed_at = $3
 WHERE id = $1 AND (two_factor_changed_at IS NULL OR two_factor_changed_at <= $3)
 """
-# The factor list a sign-in offers (signin.offered_factors): stored only while no factor change was seen
+# The factor list a sign-in offers (second_factors.offered): stored only while no factor change was seen
 # since the sign-in read the account (the epoch it read), cleared (and the epoch moved on) by any change.
 _REMEMBER_SECOND_FACTORS = """
 UPDATE users SET second_factors = $2 WHERE id = $1 AND second_factors_epoch = $3
