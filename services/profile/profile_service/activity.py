@@ -40,7 +40,7 @@ DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 UNDOABLE = frozenset({"mfa.two_factor_enabled", "mfa.totp_enabled", "mfa.security_key_added",
                       "mfa.recovery_codes_regenerated", "profile.email_changed", "profile.impersonation_started",
                       "profile.sso_linked"})
-SIGN_IN, SIGN_IN_FAILED = "sign_in", "sign_in_failed"
+SIGN_IN_FAILED = "sign_in_failed"  # (a completed sign-in's item: repository/activity.record_sign_in)
 # Events that are not activity of the account's security: its creation and invitation (before the owner
 # has it), profile edits, a reset *request* (anyone can ask; nothing changed until the link is used, which
 # is profile.password_changed), and the new-device notice (the sign-in it reports is an item already).
@@ -78,13 +78,13 @@ async def signed_in(conn: asyncpg.Connection, user: User, *, session_id: str, me
     # sign-in than this one, which began before the link was used.
     expected = user.quiet_next_sign_in and await activity_repo.take_expected_sign_in(conn, user_id)
     new_device = not known_device and not expected
-    if new_device and not await activity_repo.new_device_noticed_recently(conn, user_id, ip=ip,
-                                                                          user_agent=user_agent):
-        await enqueue(conn, NewDeviceSignIn(user_id=user_id, session_id=session_id, ip=ip, user_agent=user_agent),
-                      source=SERVICE)
     detail = {"method": method, "second_factor": SECOND_FACTORS.get(second_factor or "", second_factor),
               "new_device": new_device}
-    await activity_repo.record(conn, user_id, SIGN_IN, ip=ip, user_agent=user_agent, detail=detail)
+    reported = await activity_repo.record_sign_in(conn, user_id, ip=ip, user_agent=user_agent, detail=detail,
+                                                  new_device=new_device)
+    if new_device and not reported:
+        await enqueue(conn, NewDeviceSignIn(user_id=user_id, session_id=session_id, ip=ip, user_agent=user_agent),
+                      source=SERVICE)
 
 
 def _limit(value: str | None) -> int:

@@ -25,12 +25,20 @@ WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (at, id) < ($2, $3))
 ORDER BY at DESC, id DESC
 LIMIT $4
 """
-_RECENT_NEW_DEVICE = """
-SELECT EXISTS (
-    SELECT 1 FROM activity
-    WHERE user_id = $1 AND type = 'sign_in' AND ip = $2 AND user_agent = $3
-      AND detail @> '{"new_device": true}' AND at > now() - make_interval(hours => $4)
+# A completed sign-in's item, and (when it is from a new device) whether a new-device sign-in from this
+# address and browser was recorded in the quiet hours before it: one round trip inside the sign-in's
+# transaction, which holds the account's device lock. The CTE reads the table as it was before the INSERT.
+_RECORD_SIGN_IN = """
+WITH reported AS (
+    SELECT $5 AND EXISTS (
+        SELECT 1 FROM activity
+        WHERE user_id = $1 AND type = 'sign_in' AND ip = $2 AND user_agent = $3
+          AND detail @> '{"new_device": true}' AND at > now() - make_interval(hours => $6)
+    ) AS recently
 )
+INSERT INTO activity (user_id, type, ip, user_agent, detail)
+VALUES ($1, 'sign_in', $2, $3, $4::text::jsonb)
+RETURNING (SELECT recently FROM reported)
 """
 
 
@@ -47,9 +55,13 @@ async def page(conn: Conn, user_id: str, *, before: tuple[datetime, int] | None,
     return list(await conn.fetch(_PAGE, uuid.UUID(user_id), at, row_id, limit))
 
 
-async def new_device_noticed_recently(conn: Conn, user_id: str, *, ip: str, user_agent: str) -> bool:
-    """A cookie-less browser (private window, script) is "new" each time: mail it at most once a day."""
-    return bool(await conn.fetchval(_RECENT_NEW_DEVICE, uuid.UUID(user_id), ip, user_agent, NEW_DEVICE_QUIET_HOURS))
+async def record_sign_in(conn: Conn, user_id: str, *, ip: str, user_agent: str, detail: dict[str, Any],
+                         new_device: bool) -> bool:
+    """The sign-in's activity item; True when it is from a new device and this address and browser already
+    made a new-device sign-in in the quiet hours before it (a cookie-less browser — a private window, a
+    script — is "new" each time: it is mailed at most once a day)."""
+    return bool(await conn.fetchval(_RECORD_SIGN_IN, uuid.UUID(user_id), ip, user_agent, json.dumps(detail),
+                                    new_device, NEW_DEVICE_QUIET_HOURS))
 
 
 async def expect_next_sign_in(conn: Conn, user_id: str) -> None:
