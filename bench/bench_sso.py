@@ -5,7 +5,10 @@
 Starts its own PostgreSQL and RabbitMQ (tests.support.backends.LocalBackend), the real profile service as
 its own process, and the test suite's OpenID provider (tests/support/oidc_provider.py: aiohttp + joserfc,
 RS256) as another. An MSP admin configures the provider for the demo client through the API, as the
-console does. Then, for each measured request a fresh sign-in is prepared beforehand (POST
+console does. 256 users of that client sign in (the provider approves whoever `login_hint` names), each
+linked once in a warm-up, so what is measured is a returning user's sign-in, not the first one's link,
+and not one account's sign-ins waiting for each other. For each measured request a fresh sign-in is
+prepared beforehand (POST
 /api/auth/sso/start and the provider's authorization redirect: a new state and code), so the timed part
 is exactly the callback: claiming the state, the code-for-token exchange with the provider, the ID token
 check, the account, the session and its activity row.
@@ -21,18 +24,22 @@ import argparse
 import asyncio
 import base64
 import hashlib
+import itertools
 import os
 import secrets
 import statistics
 import sys
 import tempfile
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.support` when run as a file
 
 import aiohttp
+import asyncpg
 from portal_devstack.process import Child, free_port, spawn, tcp_open, wait_until
 from profile_service.bootstrap import seed_demo
 
@@ -43,13 +50,17 @@ from tests.support.backends import LocalBackend
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, Login, OidcProvider
 
 RATIO_GOAL, ADDED_P50_GOAL_MS = 0.5, 5.0
+# Distinct people signing in: sign-ins of one account complete one at a time where they remember the
+# browser (devices_repo.remember's lock), which a load of one user would measure instead of the callback.
+USERS = 256
 PASSWORD = "bench-sso-password-1"
 DEMO_EMAIL, ADMIN_EMAIL = "demo@client.example", "admin@msp.example"
 
 
 async def serve_provider(port: int) -> None:
     provider = await OidcProvider().start(port)
-    provider.next_login = Login("bench-demo", {"email": DEMO_EMAIL, "email_verified": True})
+    provider.next_login = Login("bench-demo", {"email": DEMO_EMAIL, "email_verified": True})  # the baseline's codes
+    provider.login_by_hint = True  # a callback's sign-in approves the user it was started for
     await asyncio.Event().wait()
 
 
@@ -95,10 +106,26 @@ async def configure(profile: str, issuer: str) -> None:
             assert r.status == 200, await r.text()
 
 
-async def prepare_callbacks(http: aiohttp.ClientSession, profile: str, browser: str, count: int) -> list[str]:
-    """Sign-ins started and approved by the provider: each a callback URL with a fresh state and code."""
+async def create_sso_users(dsn: str, count: int) -> list[str]:
+    """`count` users of the demo client, in its SSO domain, with no password: they sign in with SSO only."""
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": "profile"})
+    try:
+        client_id = await conn.fetchval("SELECT id FROM clients WHERE name = 'Demo Client Co'")
+        users = [(uuid.uuid4(), f"sso-{i}@client.example", f"SSO User {i}") for i in range(count)]
+        await conn.executemany("INSERT INTO users (id, email, name, role, client_id) "
+                               "VALUES ($1, $2, $3, 'client_user', $4)",
+                               [(user_id, email, name, client_id) for user_id, email, name in users])
+    finally:
+        await conn.close()
+    return [email for _, email, _ in users]
+
+
+async def prepare_callbacks(http: aiohttp.ClientSession, profile: str, browser: str, count: int,
+                            emails: Iterator[str]) -> list[str]:
+    """Sign-ins started and approved by the provider: each a callback URL with a fresh state and code, for
+    the next user of `emails`."""
     async def one() -> str:
-        async with http.post(f"{profile}/api/auth/sso/start", json={"email": DEMO_EMAIL},
+        async with http.post(f"{profile}/api/auth/sso/start", json={"email": next(emails)},
                              headers={"Cookie": f"portal_sso={browser}"}) as r:
             redirect_url = (await r.json())["redirect_url"]
         async with http.get(redirect_url, allow_redirects=False) as r:
@@ -164,6 +191,8 @@ async def run(*, seconds: float = 5.0, rounds: int = 3, concurrency: int = 8, bu
     try:
         env = await new_stack_env(backend)
         await seed_demo(env["PROFILE_DATABASE_URL"], password=PASSWORD)
+        users = await create_sso_users(env["PROFILE_DATABASE_URL"], USERS)
+        emails = itertools.cycle(users)
         provider, issuer = await asyncio.to_thread(start_provider, logs)
         children.append(provider)
         profile, profile_url = await asyncio.to_thread(start_profile, env, logs)
@@ -172,9 +201,13 @@ async def run(*, seconds: float = 5.0, rounds: int = 3, concurrency: int = 8, bu
         browser = secrets.token_urlsafe(32)
         connector = aiohttp.TCPConnector(limit=concurrency * 4)
         async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar()) as http:
-            # Warm up both paths (JWKS fetched and cached, connections open).
-            await measure_callbacks(http, await prepare_callbacks(http, profile_url, browser, 50), browser,
-                                    concurrency=concurrency, seconds=1)
+            # Warm up both paths (JWKS fetched and cached, connections open), and link every user's
+            # identity (a first sign-in's extra work) before anything is measured.
+            result = await measure_callbacks(http, await prepare_callbacks(http, profile_url, browser,
+                                                                           USERS + concurrency, emails),
+                                             browser, concurrency=concurrency, seconds=60)
+            if result.errors or result.requests < USERS:
+                raise RuntimeError(f"warm-up: {result.errors} of {result.requests} callbacks failed")
             await measure_tokens(http, issuer, await prepare_codes(http, issuer, 50), concurrency=concurrency,
                                  seconds=1)
             bare: list[LoadResult] = []
@@ -184,13 +217,13 @@ async def run(*, seconds: float = 5.0, rounds: int = 3, concurrency: int = 8, bu
             for _ in range(rounds):
                 codes = await prepare_codes(http, issuer, budget)
                 bare.append(await measure_tokens(http, issuer, codes, concurrency=concurrency, seconds=seconds))
-                urls = await prepare_callbacks(http, profile_url, browser, budget)
+                urls = await prepare_callbacks(http, profile_url, browser, budget, emails)
                 real.append(await measure_callbacks(http, urls, browser, concurrency=concurrency, seconds=seconds))
                 # Latency one request at a time: under a closed loop of 8, a p50 is 8 ÷ the rate (Little's
                 # law) and would only restate the throughput figure; alone, it is what a callback adds.
                 codes = await prepare_codes(http, issuer, budget)
                 bare_alone.append(await measure_tokens(http, issuer, codes, concurrency=1, seconds=seconds / 2))
-                urls = await prepare_callbacks(http, profile_url, browser, budget)
+                urls = await prepare_callbacks(http, profile_url, browser, budget, emails)
                 real_alone.append(await measure_callbacks(http, urls, browser, concurrency=1, seconds=seconds / 2))
         errors = sum(r.errors for r in real + bare + real_alone + bare_alone)
         rate, bare_rate = statistics.median(r.rate for r in real), statistics.median(r.rate for r in bare)
