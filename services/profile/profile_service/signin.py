@@ -173,9 +173,10 @@ async def second_factor(ctx: Context, request_session: Session | None, *, factor
     limit = sessions.SECOND_FACTOR_ATTEMPTS
     # The attempt is counted before the code is checked (atomically), so parallel guesses on one pending
     # sign-in get at most `limit` evaluations; the rest find no attempt left.
-    if not await sessions_repo.reserve_second_factor_attempt(ctx.pool, session.id_hash, limit=limit):
+    reserved, device = await sessions_repo.reserve_second_factor_attempt(
+        ctx.pool, session.id_hash, limit=limit, device_hash=devices.token_hash(device_cookie))
+    if not reserved:
         raise SignInExpired()
-    device = await devices.find(ctx.pool, device_cookie, user.id)
 
     async def void_when_spent(conn: asyncpg.Connection) -> None:
         await sessions_repo.void_if_attempts_spent(conn, session.id_hash, limit=limit)

@@ -196,6 +196,25 @@ async def test_second_factor_failures_count_on_the_known_device(portal: ProfileH
     assert (await other.post("/api/auth/login/totp", {"code": TOTP_CODE}))[0] == 200
 
 
+async def test_a_lock_refuses_the_pending_sign_ins_made_before_it(portal: ProfileHarness) -> None:
+    """Knowing the password, an attacker could start many sign-ins first and guess codes on each later:
+    the second step reads the device's lock as it is then, not as the first step saw it."""
+    await portal.enable_totp(portal.demo_id)
+    owner = portal.browser()
+    await owner.login(DEMO_EMAIL)
+    assert (await owner.post("/api/auth/login/totp", {"code": TOTP_CODE}))[0] == 200  # a known device now
+    early = portal.browser()  # the same browser (its device cookie), a sign-in started before the lock
+    early.http.cookie_jar.update_cookies({"portal_device": owner.cookie("portal_device") or ""})
+    assert (await early.login(DEMO_EMAIL))["state"] == "second_factor_required"
+    for _ in range(2):
+        assert (await owner.login(DEMO_EMAIL))["state"] == "second_factor_required"
+        for _ in range(5):
+            assert (await owner.post("/api/auth/login/totp", {"code": "222222"}))[0] == 401
+    assert (await _device_row(portal, owner))["locked"]
+    assert (await early.post("/api/auth/login/totp", {"code": TOTP_CODE}))[0] == 401, "the lock refuses it"
+    assert (await early.get("/api/profile"))[0] == 401
+
+
 async def test_second_factor_failures_count_toward_the_account_throttle(portal: ProfileHarness) -> None:
     """The counter is per account, not per flow: two pending sign-ins x 5 wrong codes lock the account."""
     await portal.enable_totp(portal.demo_id)

@@ -26,10 +26,8 @@ class Device:
 # Stands in for the account when there is none (an unknown address): the same query runs and finds nothing.
 NO_USER = uuid.UUID(int=0)
 
-_FIND = """
-SELECT token_hash, user_id, created_at, last_sign_in_at, failed_attempts, locked_until
-FROM devices WHERE token_hash = $1 AND user_id = $2
-"""
+COLUMNS = "token_hash, user_id, created_at, last_sign_in_at, failed_attempts, locked_until"
+_FIND = f"SELECT {COLUMNS} FROM devices WHERE token_hash = $1 AND user_id = $2"  # noqa: S608 (constants)
 # A completed sign-in re-keys the browser (OWASP: a new device cookie at each successful sign-in), so a
 # value planted in or copied from the browser before this sign-in stops naming it. Every account the old
 # value knew moves to the new one; this account's row starts again with a clear counter, keeping the
@@ -61,8 +59,10 @@ WHERE user_id = $1 AND (failed_attempts <> 0 OR locked_until IS NOT NULL)
 """
 
 
-def _device(row: asyncpg.Record | None) -> Device | None:
-    if row is None:
+def device_from_row(row: asyncpg.Record | None) -> Device | None:
+    """The device of a row with COLUMNS; None for no row, or a row whose device columns are NULL (no match
+    in an outer join)."""
+    if row is None or row["token_hash"] is None:
         return None
     return Device(token_hash=row["token_hash"], user_id=str(row["user_id"]), created_at=row["created_at"],
                   last_sign_in_at=row["last_sign_in_at"], failed_attempts=row["failed_attempts"],
@@ -70,7 +70,7 @@ def _device(row: asyncpg.Record | None) -> Device | None:
 
 
 async def find(conn: Conn, token_hash: bytes, user_id: str | None) -> Device | None:
-    return _device(await conn.fetchrow(_FIND, token_hash, uuid.UUID(user_id) if user_id else NO_USER))
+    return device_from_row(await conn.fetchrow(_FIND, token_hash, uuid.UUID(user_id) if user_id else NO_USER))
 
 
 # Sign-ins of one account completing at once each forget its devices beyond the cap; unserialized, they

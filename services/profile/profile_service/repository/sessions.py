@@ -8,7 +8,9 @@ from typing import Any
 import asyncpg
 
 from profile_service.models import Session
+from profile_service.repository import devices as devices_repo
 from profile_service.repository.audit import MAX_DETAIL
+from profile_service.repository.devices import Device
 from profile_service.repository.users import user_columns, user_from_row
 
 Conn = asyncpg.Connection | asyncpg.Pool
@@ -59,11 +61,18 @@ ORDER BY last_seen_at DESC
 """
 # A second-factor attempt takes its slot before the code is checked, so concurrent guesses on one pending
 # sign-in cannot all pass a read-then-check: at most `limit` codes are ever evaluated per pending sign-in.
-_RESERVE_ATTEMPT = """
-UPDATE sessions SET second_factor_failures = second_factor_failures + 1
-WHERE id_hash = $1 AND state = 'second_factor_required' AND second_factor_failures < $2
-RETURNING second_factor_failures
-"""
+# The same statement reads the browser's known device of the account ($3: its cookie's hash, or NULL),
+# whose counter the attempt checks and counts on: one round trip for both, and no row when no attempt
+# was left. The device is read live, not as the first step saw it: a lock set since must refuse.
+_RESERVE_ATTEMPT = f"""
+WITH reserved AS (
+    UPDATE sessions SET second_factor_failures = second_factor_failures + 1
+    WHERE id_hash = $1 AND state = 'second_factor_required' AND second_factor_failures < $2
+    RETURNING user_id
+)
+SELECT {", ".join("d." + c.strip() for c in devices_repo.COLUMNS.split(","))}
+FROM reserved LEFT JOIN devices d ON d.token_hash = $3 AND d.user_id = reserved.user_id
+"""  # noqa: S608 (column names are constants)
 _RETURN_ATTEMPT = """
 UPDATE sessions SET second_factor_failures = greatest(second_factor_failures - 1, 0)
 WHERE id_hash = $1 AND state = 'second_factor_required'
@@ -156,9 +165,12 @@ async def list_live(conn: Conn, user_id: str, *, idle_seconds: int) -> list[asyn
     return await conn.fetch(_LIST, uuid.UUID(user_id), idle_seconds)
 
 
-async def reserve_second_factor_attempt(conn: Conn, id_hash: bytes, *, limit: int) -> bool:
-    """Take one of the pending sign-in's `limit` attempts; False when none is left (or it is no longer pending)."""
-    return await conn.fetchval(_RESERVE_ATTEMPT, id_hash, limit) is not None
+async def reserve_second_factor_attempt(conn: Conn, id_hash: bytes, *, limit: int, device_hash: bytes | None
+                                        ) -> tuple[bool, Device | None]:
+    """Take one of the pending sign-in's `limit` attempts: whether one was left (False too when it is no
+    longer pending), and the account's known device named by `device_hash` (None: no such device)."""
+    row = await conn.fetchrow(_RESERVE_ATTEMPT, id_hash, limit, device_hash)
+    return row is not None, devices_repo.device_from_row(row)
 
 
 async def return_second_factor_attempt(conn: Conn, id_hash: bytes) -> None:
