@@ -38,6 +38,7 @@ from aiohttp import web
 from mfa_service.crypto import SecretBox
 from portal_devstack.process import Child, free_port, spawn, wait_until
 from portal_shared import tokens
+from portal_shared.runtime import run_on_service_loop
 
 from bench import notifier_cpu
 from bench.load import LoadResult, closed_loop
@@ -278,7 +279,7 @@ def main() -> None:
     parser.add_argument("--baseline-server", nargs=2, metavar=("PORT", "DSN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_server:
-        asyncio.run(serve_baseline(int(args.baseline_server[0]), args.baseline_server[1]))
+        run_on_service_loop(serve_baseline(int(args.baseline_server[0]), args.baseline_server[1]))
         return
     figures = asyncio.run(run(users=args.users, seconds=args.seconds, rounds=args.rounds,
                               concurrency=args.concurrency))

@@ -17,6 +17,7 @@ import json
 
 import asyncpg
 from aiohttp import web
+from portal_shared.runtime import run_on_service_loop
 from profile_service.repository.sessions import _LOAD  # the very SQL text of GET /api/profile
 
 
@@ -51,4 +52,4 @@ if __name__ == "__main__":
     parser.add_argument("--dsn", required=True)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    asyncio.run(main(args.dsn, args.port))
+    run_on_service_loop(main(args.dsn, args.port))

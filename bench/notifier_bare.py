@@ -13,6 +13,7 @@ import sys
 
 import aio_pika
 import aiosmtplib
+from portal_shared.runtime import run_on_service_loop
 
 PREFETCH = 64
 # About the size of a notifier email (headers, a plain-text part and an HTML part).
@@ -50,4 +51,4 @@ async def main(amqp_url: str, queue_name: str, smtp_port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    run_on_service_loop(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
