@@ -162,12 +162,13 @@ class TotpService:
     async def verify(self, user_id: str, code: object) -> Check:
         """A sign-in (or step-up) check; a code counts once, even under concurrent submissions."""
         cleaned = clean_code(code)
-        row = await totp_repo.get(self._pool, user_id)
-        if cleaned is None or row is None or row.enabled_at is None:
-            return Check.refused()
-        step = matching_step(self._secret(row), cleaned)
-        remaining = None
-        if step is not None and step > row.last_used_step:
-            remaining = await totp_repo.accept_step(self._pool, user_id, step)
+        async with self._pool.acquire() as conn:  # one connection for the read and the replay guard's write
+            row = await totp_repo.get(conn, user_id)
+            if cleaned is None or row is None or row.enabled_at is None:
+                return Check.refused()
+            step = matching_step(self._secret(row), cleaned)
+            remaining = None
+            if step is not None and step > row.last_used_step:
+                remaining = await totp_repo.accept_step(conn, user_id, step)
         log.info("totp_checked", user_id=user_id, ok=remaining is not None)
         return Check.refused() if remaining is None else Check.passed(user_id, remaining)
