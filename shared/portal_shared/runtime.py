@@ -147,10 +147,10 @@ def run_on_service_loop(main: Coroutine[Any, Any, T]) -> T:
     """asyncio.run on the event loop the service processes use: uvloop's where it is installed (not on
     Windows), else asyncio's own. The benchmarks' baseline servers run on it too, like for like.
 
-    uvloop is the same asyncio API with the loop and its transports in C: a sign-in is a dozen database
-    round trips and HTTP messages, and with asyncio's Python transports the loop's share of that was a
-    fifth of each service's CPU. The tests' in-process apps run on pytest's asyncio loop, so both loops
-    are exercised."""
+    uvloop is the same asyncio API with the loop and its transports in C: on the second sign-in step (a
+    dozen database round trips and HTTP messages) it saves about 6% of profile's and mfa's CPU
+    (bench/results/NOTES.md, 2026-12-04). The tests' in-process apps run on pytest's asyncio loop, so
+    both loops are exercised."""
     try:
         import uvloop
     except ImportError:
