@@ -26,8 +26,15 @@ class Device:
 # Stands in for the account when there is none (an unknown address): the same query runs and finds nothing.
 NO_USER = uuid.UUID(int=0)
 
-COLUMNS = "token_hash, user_id, created_at, last_sign_in_at, failed_attempts, locked_until"
-_FIND = f"SELECT {COLUMNS} FROM devices WHERE token_hash = $1 AND user_id = $2"  # noqa: S608 (constants)
+_DEVICE_FIELDS = ("token_hash", "user_id", "created_at", "last_sign_in_at", "failed_attempts", "locked_until")
+
+
+def device_columns(alias: str) -> str:
+    """The select list for a device row of table alias `alias` (as users.user_columns is for users)."""
+    return ", ".join(f"{alias}.{f}" for f in _DEVICE_FIELDS)
+
+
+_FIND = f"SELECT {device_columns('d')} FROM devices d WHERE d.token_hash = $1 AND d.user_id = $2"  # noqa: S608
 # A completed sign-in re-keys the browser (OWASP: a new device cookie at each successful sign-in), so a
 # value planted in or copied from the browser before this sign-in stops naming it. Every account the old
 # value knew moves to the new one; this account's row starts again with a clear counter, keeping the
@@ -60,8 +67,8 @@ WHERE user_id = $1 AND (failed_attempts <> 0 OR locked_until IS NOT NULL)
 
 
 def device_from_row(row: asyncpg.Record | None) -> Device | None:
-    """The device of a row with COLUMNS; None for no row, or a row whose device columns are NULL (no match
-    in an outer join)."""
+    """The device of a row selected with device_columns; None for no row, or a row whose device columns
+    are NULL (no match in an outer join)."""
     if row is None or row["token_hash"] is None:
         return None
     return Device(token_hash=row["token_hash"], user_id=str(row["user_id"]), created_at=row["created_at"],

@@ -70,7 +70,7 @@ WITH reserved AS (
     WHERE id_hash = $1 AND state = 'second_factor_required' AND second_factor_failures < $2
     RETURNING user_id
 )
-SELECT {", ".join("d." + c.strip() for c in devices_repo.COLUMNS.split(","))}
+SELECT {devices_repo.device_columns("d")}
 FROM reserved LEFT JOIN devices d ON d.token_hash = $3 AND d.user_id = reserved.user_id
 """  # noqa: S608 (column names are constants)
 _RETURN_ATTEMPT = """
