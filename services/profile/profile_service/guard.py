@@ -12,10 +12,13 @@ from portal_shared.web import Handler
 
 from profile_service import sessions
 from profile_service.errors import Forbidden, ImpersonationForbidden, NotSignedIn
-from profile_service.keys import CLIENT_IP, CONTEXT, SESSION
+from profile_service.keys import CLIENT_IP, CONTEXT, PENDING_COOKIE, SESSION
 from profile_service.models import SIGNED_IN, Session
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# A second-factor attempt loads its pending sign-in in the statement that takes the attempt
+# (signin.second_factor): the middleware's load would read the same row one round trip earlier.
+SECOND_STEP_PATHS = frozenset({"/api/auth/login/totp", "/api/auth/login/recovery-code", "/api/auth/login/webauthn"})
 
 
 def client_ip(request: web.Request) -> str:
@@ -47,6 +50,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             raise Problem(429, "Too many requests from this address; try again shortly.",
                           headers={"Retry-After": str(wait)})
     raw = request.cookies.get(sessions.SESSION_COOKIE)
+    request[PENDING_COOKIE] = None
+    if (raw is not None and request.method == "POST" and request.path in SECOND_STEP_PATHS
+            and sessions.csrf_matches(ctx.settings.service_auth_key, raw, request.headers.get(sessions.CSRF_HEADER))):
+        request[PENDING_COOKIE] = raw  # a wrong token goes the usual way below: 403 when the session exists
+        return await handler(request)
     session = await sessions.load(ctx.pool, raw)
     if session is not None and raw is not None:
         if not check_csrf(ctx.settings.service_auth_key, raw, request.method,

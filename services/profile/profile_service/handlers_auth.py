@@ -10,7 +10,7 @@ from portal_shared.web import json_response, no_content
 from profile_service import activity, devices, guard, reauth, recovery, second_factors, sessions, signin, undo
 from profile_service.bodies import read_body
 from profile_service.errors import NotSignedIn, ReauthRequired, ValidationFailed
-from profile_service.keys import CONTEXT, SESSION
+from profile_service.keys import CONTEXT, PENDING_COOKIE, SESSION
 from profile_service.validation import FieldError, clean_email
 from profile_service.views import session_info
 
@@ -48,7 +48,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def _second_factor(request: web.Request, factor: second_factors.Factor, value: Any) -> web.Response:
-    result = await signin.second_factor(request.app[CONTEXT], request[SESSION], factor=factor, value=value,
+    result = await signin.second_factor(request.app[CONTEXT], request[PENDING_COOKIE], factor=factor, value=value,
                                         ip=guard.meta(request)[1], device_cookie=devices.cookie(request))
     return _signed_in_response(request, result)
 

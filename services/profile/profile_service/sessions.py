@@ -27,6 +27,7 @@ from profile_service.repository import activity as activity_repo
 from profile_service.repository import audit
 from profile_service.repository import sessions as sessions_repo
 from profile_service.repository import users as users_repo
+from profile_service.repository.devices import Device
 
 SESSION_COOKIE = "portal_session"
 CSRF_COOKIE = "portal_csrf"
@@ -82,9 +83,13 @@ def recently_authenticated(session: Session, now: datetime | None = None) -> boo
     return now - latest <= REAUTH_WINDOW
 
 
+def _plausible(raw: str | None) -> bool:
+    return bool(raw) and len(raw) <= 128 and raw.isascii()  # ours are base64url; a header may hold any bytes
+
+
 async def load(pool: asyncpg.Pool, raw: str | None) -> Session | None:
     """The live session named by a cookie value, or None. Expired rows are deleted on sight."""
-    if not raw or len(raw) > 128 or not raw.isascii():  # ours are base64url; a header may hold any bytes
+    if raw is None or not _plausible(raw):
         return None
     id_hash = hash_id(raw)
     session = await sessions_repo.load(pool, id_hash)
@@ -99,6 +104,17 @@ async def load(pool: asyncpg.Pool, raw: str | None) -> Session | None:
     if now - session.last_seen_at >= TOUCH_EVERY:
         await sessions_repo.touch(pool, id_hash)
     return session
+
+
+async def reserve_second_factor_attempt(pool: asyncpg.Pool, raw: str | None, *, device_hash: bytes | None
+                                        ) -> tuple[Session, Device | None] | None:
+    """Take one of the attempts of the pending sign-in named by a cookie value and load it, with the
+    account's known device named by `device_hash`: None when no attempt was taken (`load` says why)."""
+    if raw is None or not _plausible(raw):
+        return None
+    return await sessions_repo.reserve_second_factor_attempt(
+        pool, hash_id(raw), limit=SECOND_FACTOR_ATTEMPTS, pending_seconds=int(PENDING_TIMEOUT.total_seconds()),
+        idle_seconds=int(IDLE_TIMEOUT.total_seconds()), device_hash=device_hash)
 
 
 class NewSession(NamedTuple):

@@ -163,20 +163,23 @@ def pending(session: Session | None) -> Session:
     return session
 
 
-async def second_factor(ctx: Context, request_session: Session | None, *, factor: Factor, value: Any, ip: str,
+async def second_factor(ctx: Context, session_cookie: str | None, *, factor: Factor, value: Any, ip: str,
                         device_cookie: str | None = None) -> SignInResult:
-    """Run one second-factor attempt for the request's pending sign-in; on success the session gets a new id.
+    """Run one second-factor attempt for the pending sign-in named by the session cookie (its CSRF token
+    checked by the middleware); on success the session gets a new id.
 
     Failures count like password failures: on the browser's known device of the account, else untrusted."""
-    session = pending(request_session)
-    user = session.user
     limit = sessions.SECOND_FACTOR_ATTEMPTS
     # The attempt is counted before the code is checked (atomically), so parallel guesses on one pending
-    # sign-in get at most `limit` evaluations; the rest find no attempt left.
-    reserved, device = await sessions_repo.reserve_second_factor_attempt(
-        ctx.pool, session.id_hash, limit=limit, device_hash=devices.token_hash(device_cookie))
-    if not reserved:
-        raise SignInExpired()
+    # sign-in get at most `limit` evaluations; the rest find no attempt left. The same statement loads the
+    # pending sign-in and the browser's known device.
+    reservation = await sessions.reserve_second_factor_attempt(ctx.pool, session_cookie,
+                                                               device_hash=devices.token_hash(device_cookie))
+    if reservation is None:  # the generic load says why: not signed in, expired, or signed in already
+        pending(await sessions.load(ctx.pool, session_cookie))
+        raise SignInExpired()  # still pending: its attempts are spent
+    session, device = reservation
+    user = session.user
 
     async def void_when_spent(conn: asyncpg.Connection) -> None:
         await sessions_repo.void_if_attempts_spent(conn, session.id_hash, limit=limit)

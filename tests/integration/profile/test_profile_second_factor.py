@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -89,6 +90,47 @@ async def test_second_factor_steps_without_a_pending_sign_in(portal: ProfileHarn
     assert (await stranger.post("/api/auth/login/totp", {"code": TOTP_CODE}))[0] == 401
     signed_in = await portal.signed_in()
     assert (await signed_in.post("/api/auth/login/totp", {"code": TOTP_CODE}))[0] == 409
+
+
+async def _failures(portal: ProfileHarness, browser) -> int:  # type: ignore[no-untyped-def]
+    """The pending sign-in's reserved attempts, read from its row."""
+    id_hash = hashlib.sha256((browser.cookie("portal_session") or "").encode()).digest()
+    return await portal.db.fetchval("SELECT second_factor_failures FROM profile.sessions WHERE id_hash = $1",
+                                    id_hash)
+
+
+async def test_an_attempt_loads_its_pending_sign_in_live(portal: ProfileHarness) -> None:
+    """The attempt's own statement loads the pending sign-in (the middleware leaves it the load): it holds
+    the load's rules — CSRF first, the pending timeout, the idle timeout, the account active — and a
+    refused attempt takes no attempt from the count."""
+    await portal.enable_totp(portal.demo_id)
+    browser = await _pending(portal)
+    status, body = await browser.post("/api/auth/login/totp", {"code": TOTP_CODE}, headers={"X-CSRF-Token": "x"})
+    assert status == 403 and body["type"].endswith("csrf-failed")
+    assert (await browser.post("/api/auth/login/totp", {"code": TOTP_CODE}, csrf=False))[0] == 403
+    assert await _failures(portal, browser) == 0, "a refused request takes no attempt"
+    await portal.db.execute("UPDATE profile.sessions SET created_at = now() - interval '11 minutes' "
+                            "WHERE user_id = $1", uuid.UUID(portal.demo_id))
+    status, body = await browser.post("/api/auth/login/totp", {"code": TOTP_CODE})
+    assert status == 401 and body["type"].endswith("sign-in-expired")
+    assert await _failures(portal, browser) == 0
+
+    idle = await _pending(portal)
+    await portal.db.execute("UPDATE profile.sessions SET last_seen_at = now() - interval '31 minutes' "
+                            "WHERE user_id = $1", uuid.UUID(portal.demo_id))
+    status, body = await idle.post("/api/auth/login/totp", {"code": TOTP_CODE})
+    assert status == 401 and body["type"].endswith("not-signed-in")
+    assert await _failures(portal, idle) is None, "an idle session is deleted on sight"
+
+    deactivated = await _pending(portal)
+    await portal.db.execute("UPDATE profile.users SET active = false WHERE id = $1", uuid.UUID(portal.demo_id))
+    try:
+        status, body = await deactivated.post("/api/auth/login/totp", {"code": TOTP_CODE})
+        assert status == 401 and body["type"].endswith("not-signed-in")
+        assert await _failures(portal, deactivated) == 0
+    finally:
+        await portal.db.execute("UPDATE profile.users SET active = true WHERE id = $1", uuid.UUID(portal.demo_id))
+    assert (await deactivated.post("/api/auth/login/totp", {"code": TOTP_CODE}))[0] == 200
 
 
 async def test_reauth_with_a_totp_code(portal: ProfileHarness) -> None:

@@ -29,9 +29,10 @@ NO_USER = uuid.UUID(int=0)
 _DEVICE_FIELDS = ("token_hash", "user_id", "created_at", "last_sign_in_at", "failed_attempts", "locked_until")
 
 
-def device_columns(alias: str) -> str:
-    """The select list for a device row of table alias `alias` (as users.user_columns is for users)."""
-    return ", ".join(f"{alias}.{f}" for f in _DEVICE_FIELDS)
+def device_columns(alias: str, prefix: str = "") -> str:
+    """The select list for a device row of table alias `alias`, each column named prefix+field (as
+    users.user_columns is for users)."""
+    return ", ".join(f"{alias}.{f} AS {prefix}{f}" for f in _DEVICE_FIELDS)
 
 
 _FIND = f"SELECT {device_columns('d')} FROM devices d WHERE d.token_hash = $1 AND d.user_id = $2"  # noqa: S608
@@ -66,14 +67,14 @@ WHERE user_id = $1 AND (failed_attempts <> 0 OR locked_until IS NOT NULL)
 """
 
 
-def device_from_row(row: asyncpg.Record | None) -> Device | None:
-    """The device of a row selected with device_columns; None for no row, or a row whose device columns
-    are NULL (no match in an outer join)."""
-    if row is None or row["token_hash"] is None:
+def device_from_row(row: asyncpg.Record | None, prefix: str = "") -> Device | None:
+    """The device of a row selected with device_columns (the same prefix); None for no row, or a row whose
+    device columns are NULL (no match in an outer join)."""
+    if row is None or row[prefix + "token_hash"] is None:
         return None
-    return Device(token_hash=row["token_hash"], user_id=str(row["user_id"]), created_at=row["created_at"],
-                  last_sign_in_at=row["last_sign_in_at"], failed_attempts=row["failed_attempts"],
-                  locked_until=row["locked_until"])
+    return Device(token_hash=row[prefix + "token_hash"], user_id=str(row[prefix + "user_id"]),
+                  created_at=row[prefix + "created_at"], last_sign_in_at=row[prefix + "last_sign_in_at"],
+                  failed_attempts=row[prefix + "failed_attempts"], locked_until=row[prefix + "locked_until"])
 
 
 async def find(conn: Conn, token_hash: bytes, user_id: str | None) -> Device | None:

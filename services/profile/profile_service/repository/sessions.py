@@ -61,17 +61,28 @@ ORDER BY last_seen_at DESC
 """
 # A second-factor attempt takes its slot before the code is checked, so concurrent guesses on one pending
 # sign-in cannot all pass a read-then-check: at most `limit` codes are ever evaluated per pending sign-in.
-# The same statement reads the browser's known device of the account ($3: its cookie's hash, or NULL),
-# whose counter the attempt checks and counts on: one round trip for both, and no row when no attempt
-# was left. The device is read live, not as the first step saw it: a lock set since must refuse.
+# The same statement is the attempt's load of its pending sign-in (the auth middleware leaves it to this
+# one: guard.py) and reads the browser's known device of the account ($3: its cookie's hash, or NULL),
+# whose counter the attempt checks and counts on: one round trip for all three. No row: no attempt taken
+# (no live pending sign-in by that id, or none left); the caller's generic load then says why. The live
+# conditions are sessions.load's ($4: the pending timeout, $5: the idle one, the account active), and the
+# device is read live, not as the first step saw it: a lock set since must refuse.
 _RESERVE_ATTEMPT = f"""
 WITH reserved AS (
-    UPDATE sessions SET second_factor_failures = second_factor_failures + 1
-    WHERE id_hash = $1 AND state = 'second_factor_required' AND second_factor_failures < $2
-    RETURNING user_id
+    UPDATE sessions s SET second_factor_failures = s.second_factor_failures + 1
+    FROM users u
+    WHERE s.id_hash = $1 AND s.state = 'second_factor_required' AND s.second_factor_failures < $2
+      AND s.created_at > now() - make_interval(secs => $4)
+      AND s.expires_at > now() AND s.last_seen_at > now() - make_interval(secs => $5)
+      AND u.id = s.user_id AND u.active
+      AND s.impersonated_user_id IS NULL  -- never set on a pending sign-in: the row needs no viewing columns
+    RETURNING s.*
 )
-SELECT {devices_repo.device_columns("d")}
-FROM reserved LEFT JOIN devices d ON d.token_hash = $3 AND d.user_id = reserved.user_id
+SELECT {", ".join("s." + f for f in _SESSION_FIELDS)}, {user_columns("u", "uc", "u_")},
+       {devices_repo.device_columns("d", "d_")}
+FROM reserved s
+JOIN users u ON u.id = s.user_id LEFT JOIN clients uc ON uc.id = u.client_id
+LEFT JOIN devices d ON d.token_hash = $3 AND d.user_id = s.user_id
 """  # noqa: S608 (column names are constants)
 _RETURN_ATTEMPT = """
 UPDATE sessions SET second_factor_failures = greatest(second_factor_failures - 1, 0)
@@ -83,14 +94,16 @@ _UPDATABLE = ("id_hash", "state", "impersonated_user_id", "impersonation_reason"
               "webauthn_challenge_id", "auth_at", "reauth_at", "last_seen_at", "method")
 
 
-def _session(row: asyncpg.Record | None) -> Session | None:
+def _session(row: asyncpg.Record | None, *, viewing: bool = True) -> Session | None:
+    """The session of a row with its user's columns (prefix u_) and, when `viewing`, the impersonated
+    user's (prefix i_; a pending sign-in never views anyone, so its statement has none)."""
     if row is None:
         return None
     user = user_from_row(row, "u_")
     assert user is not None  # the join is an inner join
     values = {f: row[f] for f in _SESSION_FIELDS}
     return Session(**{**values, "public_id": str(values["public_id"])}, user=user,
-                   impersonated=user_from_row(row, "i_"))
+                   impersonated=user_from_row(row, "i_") if viewing else None)
 
 
 async def load(conn: Conn, id_hash: bytes) -> Session | None:
@@ -165,12 +178,15 @@ async def list_live(conn: Conn, user_id: str, *, idle_seconds: int) -> list[asyn
     return await conn.fetch(_LIST, uuid.UUID(user_id), idle_seconds)
 
 
-async def reserve_second_factor_attempt(conn: Conn, id_hash: bytes, *, limit: int, device_hash: bytes | None
-                                        ) -> tuple[bool, Device | None]:
-    """Take one of the pending sign-in's `limit` attempts: whether one was left (False too when it is no
-    longer pending), and the account's known device named by `device_hash` (None: no such device)."""
-    row = await conn.fetchrow(_RESERVE_ATTEMPT, id_hash, limit, device_hash)
-    return row is not None, devices_repo.device_from_row(row)
+async def reserve_second_factor_attempt(conn: Conn, id_hash: bytes, *, limit: int, pending_seconds: int,
+                                        idle_seconds: int, device_hash: bytes | None
+                                        ) -> tuple[Session, Device | None] | None:
+    """Take one of the pending sign-in's `limit` attempts: the pending session as the attempt left it, with
+    the account's known device named by `device_hash` (None: no such device); None when no attempt was
+    taken (no live pending sign-in `id_hash`, or its attempts are spent)."""
+    row = await conn.fetchrow(_RESERVE_ATTEMPT, id_hash, limit, device_hash, pending_seconds, idle_seconds)
+    session = _session(row, viewing=False)
+    return None if session is None else (session, devices_repo.device_from_row(row, "d_"))
 
 
 async def return_second_factor_attempt(conn: Conn, id_hash: bytes) -> None:
