@@ -448,3 +448,35 @@ def test_a_client_user_gets_the_403_page(page: Page, page_watch: PageWatch, real
     status, _ = api_as(real, user, "GET", "/api/admin/clients?limit=5")
     assert status == 403
     page_watch.assert_clean()
+
+
+def test_every_console_page_has_the_shared_top_bar_and_signs_out(page: Page, page_watch: PageWatch,
+                                                                real: Real) -> None:
+    """The console's top bar and banners come from one place (partials/page-head.js, admin/console.js):
+    brand, skip link, favicon and navigation on each of its pages, and Sign out ends the session."""
+    client = real.client_named("Top Bar Co")
+    user = real.new_user("topbar", client_id=client["id"])
+    sign_in(page, real)
+    pages = {"/portal/admin/": True, f"/portal/admin/client?id={client['id']}": False,
+             f"/portal/admin/user?id={user.id}": False}
+    for path, current in pages.items():
+        open_console(page, real, path)
+        brand = page.get_by_role("link", name="Client Portal MSP Admin")
+        expect(brand).to_have_attribute("href", "/portal/admin/")
+        expect(page.locator("a.skip-link")).to_have_attribute("href", "#main")
+        assert page.locator('link[rel="icon"]').get_attribute("href").endswith("/img/favicon.svg")
+        nav = page.get_by_role("navigation", name="Portal")
+        expect(nav.get_by_role("link", name="Profile")).to_have_attribute("href", "/portal/profile")
+        clients = nav.get_by_role("link", name="Clients")
+        if current:
+            expect(clients).to_have_attribute("aria-current", "page")
+        else:
+            expect(clients).not_to_have_attribute("aria-current", "page")
+        expect(page.locator("#two-factor-banner")).to_be_visible()  # the demo admin has no two-factor
+        expect(page.locator("#viewing-bar")).to_be_hidden()
+        expect(page.locator("#page-error")).to_be_hidden()
+    page_watch.allow(r"status of 401")  # the login page's own session check, and the probe below
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/portal/login"))
+    assert page.evaluate("async () => (await fetch('/api/auth/session')).status") == 401
+    page_watch.assert_clean()

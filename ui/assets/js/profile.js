@@ -1,9 +1,10 @@
 // The Profile page (/portal/profile): the Profile and Security tabs. Each section is a module under
 // profile/ (details, password, security = two-factor, sessions, activity); this file signs the page in
 // and wires them up. The words on the page are those the browser tests check (tests/browser/).
-import { ApiError, get, post, rememberCsrfToken } from "./api.js";
+import { ApiError, get, rememberCsrfToken } from "./api.js";
 import { $, queryParam, ready, say } from "./dom.js";
 import { mountPage } from "./partials/page.js";
+import { wireSignedInControls } from "./partials/page-head.js";
 import { loadActivity, setupActivity } from "./profile/activity.js";
 import { pageError, state, toLogin } from "./profile/context.js";
 import { loadProfile, setupProfileForm } from "./profile/details.js";
@@ -11,25 +12,6 @@ import { renderPassword, setupPasswordForm } from "./profile/password.js";
 import { loadMfa, setupTwoFactor } from "./profile/security.js";
 import { loadSessions, setupSessions } from "./profile/sessions.js";
 import { onFirstShow, setupTabs } from "./profile/tabs.js";
-
-function setupHeader() {
-  $("#sign-out").addEventListener("click", async () => {
-    try {
-      await post("/api/auth/logout");
-    } catch {
-      // signed out either way
-    }
-    toLogin();
-  });
-  $("#stop-impersonation").addEventListener("click", async () => {
-    try {
-      await post("/api/admin/impersonation/stop");
-      window.location.reload();
-    } catch (error) {
-      pageError(error);
-    }
-  });
-}
 
 async function init() {
   mountPage({ signedIn: true, current: "profile" });
@@ -53,7 +35,7 @@ async function init() {
       "success");
   }
   setupTabs({ security: reauthenticated });
-  setupHeader();
+  wireSignedInControls({ stopViewing: "#stop-impersonation", leave: toLogin, onError: pageError });
   setupProfileForm();
   renderPassword();
   setupPasswordForm();

@@ -3,10 +3,12 @@
 import { get, post } from "../api.js";
 import { $, clear, ready, say, show } from "../dom.js";
 import { busy, clearErrors, requireFields, showError, showFieldErrors, value } from "../forms.js";
-import { adoption, handledSignedOut, pageError, requiredParam, startConsole } from "./console.js";
+import { adoption, handledSignedOut, mountConsolePage, pageError, requiredParam, startConsole } from "./console.js";
 import { pageUrl, pager } from "./pager.js";
 import { setupSso } from "./sso.js";
 import { userRow } from "./users-table.js";
+
+mountConsolePage();
 
 const PAGE = 50;
 const clientId = requiredParam("id");

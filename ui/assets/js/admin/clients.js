@@ -2,8 +2,10 @@
 import { get, post } from "../api.js";
 import { $, clear, h, ready, say } from "../dom.js";
 import { busy, clearErrors, requireFields, showError, showFieldErrors, value } from "../forms.js";
-import { adoption, clientUrl, handledSignedOut, pageError, startConsole } from "./console.js";
+import { adoption, clientUrl, handledSignedOut, mountConsolePage, pageError, startConsole } from "./console.js";
 import { pageUrl, pager } from "./pager.js";
+
+mountConsolePage({ current: "clients" });
 
 const PAGE = 50;
 let query = "";

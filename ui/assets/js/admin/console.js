@@ -1,7 +1,9 @@
-// What every admin console page shares: the session check, the header, the bar shown while the admin views
-// someone's account, the banner asking an admin without two-factor to turn it on, and page-level errors.
-import { ApiError, get, post, rememberCsrfToken } from "../api.js";
+// What every admin console page shares: the top bar, the bar shown while the admin views someone's account,
+// the banner asking an admin without two-factor to turn it on and page-level errors (mountConsolePage),
+// and the session check (startConsole).
+import { ApiError, get, rememberCsrfToken } from "../api.js";
 import { $, h, say, show } from "../dom.js";
+import { mountPageHead, wireSignedInControls } from "../partials/page-head.js";
 
 const LOGIN = "/portal/login";
 
@@ -33,23 +35,21 @@ export function requiredParam(name) {
   return value;
 }
 
-function setupHeader() {
-  $("#sign-out").addEventListener("click", async () => {
-    try {
-      await post("/api/auth/logout");
-    } catch {
-      // signed out either way
-    }
-    toLogin();
-  });
-  $("#stop-viewing").addEventListener("click", async () => {
-    try {
-      await post("/api/admin/impersonation/stop");
-      window.location.reload();
-    } catch (error) {
-      pageError(error);
-    }
-  });
+/**
+ * The console page's shared parts, first thing in its script (before anything says into #page-error):
+ * the top bar (`current`: its navigation entry), then at the top of <main> the bar shown while the admin
+ * views someone's account, the two-factor banner and the page's error line, all hidden until needed.
+ */
+export function mountConsolePage({ current = "" } = {}) {
+  mountPageHead({ signedIn: true, current, adminConsole: true });
+  $("#main").prepend(
+    h("div", { id: "viewing-bar", class: "banner banner-warning", role: "status", hidden: true },
+      h("p", { id: "viewing-text" }),
+      h("button", { type: "button", id: "stop-viewing", class: "button button-secondary button-small" }, "Stop Viewing")),
+    h("div", { id: "two-factor-banner", class: "banner banner-warning", hidden: true },
+      h("p", {}, "Your admin account has no two-factor authentication. Turn it on to protect your clients' accounts."),
+      h("a", { class: "button button-small", href: "/portal/profile#security" }, "Turn On Two-Factor")),
+    h("p", { id: "page-error", class: "notice notice-error", role: "alert", hidden: true }));
 }
 
 async function twoFactorBanner() {
@@ -84,7 +84,7 @@ export async function startConsole() {
     window.location.replace("/portal/profile");
     return null;
   }
-  setupHeader();
+  wireSignedInControls({ stopViewing: "#stop-viewing", leave: toLogin, onError: pageError });
   if (viewing) {
     // The admin's mfa answers are the viewed account's while viewing: no two-factor banner then.
     $("#viewing-text").replaceChildren(`You are viewing ${viewing.name}'s account (${viewing.email}). `,

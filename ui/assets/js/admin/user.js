@@ -5,10 +5,12 @@ import { confirmDialog, formDialog } from "../dialogs.js";
 import { $, clear, formatDateTime, h, ready, say, show, timeEl } from "../dom.js";
 import { busy, clearErrors, requireFields, showError, showFieldErrors, value } from "../forms.js";
 import { AUDIT_TYPES, auditLabel } from "./audit-labels.js";
-import { clientUrl, handledSignedOut, pageError, requiredParam, startConsole } from "./console.js";
+import { clientUrl, handledSignedOut, mountConsolePage, pageError, requiredParam, startConsole } from "./console.js";
 import { pageUrl, pager } from "./pager.js";
 import { CANCELLED, withReauth } from "./reauth.js";
 import { canResend, lastSignIn, statusBadge, twoFactorBadge } from "./users-table.js";
+
+mountConsolePage();
 
 const AUDIT_PAGE = 20;
 const FIELDS = ["name", "email", "title", "mobile", "phone"];
