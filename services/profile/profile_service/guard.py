@@ -39,6 +39,7 @@ def check_csrf(key: str, raw_session_id: str, method: str, header: str | None) -
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     request[CLIENT_IP] = client_ip(request)
     request[SESSION] = None
+    request[PENDING_COOKIE] = None
     if not request.path.startswith("/api/"):
         return await handler(request)
     ctx = request.app[CONTEXT]
@@ -50,7 +51,6 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             raise Problem(429, "Too many requests from this address; try again shortly.",
                           headers={"Retry-After": str(wait)})
     raw = request.cookies.get(sessions.SESSION_COOKIE)
-    request[PENDING_COOKIE] = None
     if (raw is not None and request.method == "POST" and request.path in SECOND_STEP_PATHS
             and sessions.csrf_matches(ctx.settings.service_auth_key, raw, request.headers.get(sessions.CSRF_HEADER))):
         request[PENDING_COOKIE] = raw  # a wrong token goes the usual way below: 403 when the session exists
