@@ -166,7 +166,11 @@ async def postgres_failover(fs: FaultStack, *, events: int = 500, sign_ins: int 
     users = await _users(fs)
     outcome = Outcome()
     signed_in: list[Portal] = []
-    signing = asyncio.create_task(_sign_ins(fs.stack.base_url, sign_ins, signed_in))
+    statuses: list[int] = []
+    signing = asyncio.create_task(_sign_ins(fs.stack.base_url, sign_ins, signed_in, statuses))
+    # A session committed before the kill is what the scenario must keep: the burst starts once one is in
+    # (on a loaded machine the first sign-in could otherwise still be hashing when the primary dies).
+    await wait_until(lambda: _async(bool(signed_in)), within=60, interval=0.02)
     writer = asyncio.create_task(_burst(fs, users, events, outcome.events))
     await wait_until(lambda: _async(len(outcome.events) >= events // 3), within=60, interval=0.02)
     await asyncio.to_thread(fs.stack.postgres.kill)
@@ -187,12 +191,14 @@ async def postgres_failover(fs: FaultStack, *, events: int = 500, sign_ins: int 
     outcome.all_emails_seconds = await fs.mail.wait_all(outcome.events, within=180)
     await _quiet_period(fs, outcome.events)
     outcome.lost, outcome.duplicates = fs.mail.outcome(outcome.events)
-    outcome.note = f"{outcome.sessions} sign-ins answered 200 around the failover"
+    answers = ", ".join(f"{status or 'no answer'}: {statuses.count(status)}" for status in sorted(set(statuses)))
+    outcome.note = f"{outcome.sessions} sign-ins answered 200 around the failover ({answers})"
     return outcome
 
 
-async def _sign_ins(base_url: str, count: int, out: list[Portal]) -> None:
-    """`count` sign-ins of the demo user, one after another; the ones that answered 200 land in `out`."""
+async def _sign_ins(base_url: str, count: int, out: list[Portal], statuses: list[int]) -> None:
+    """`count` sign-ins of the demo user, one after another; the ones that answered 200 land in `out`, and
+    every answer's status in `statuses` (0: none)."""
     for _ in range(count):
         portal = Portal(base_url)
         try:
@@ -200,6 +206,7 @@ async def _sign_ins(base_url: str, count: int, out: list[Portal]) -> None:
                                                                  "password": DEMO_PASSWORD})
         except Exception:
             status = 0
+        statuses.append(status)
         if status == 200:
             out.append(portal)
         else:  # a 503 (or a 401 from the throttle) during the switch: not a committed session
