@@ -84,6 +84,16 @@ class FailoverConnection(aio_pika.RobustConnection):
         self._nodes = [URL(n).update_query(options) for n in self.NODES] or [self.url]
         self._node = 0
 
+    async def connect(self, timeout: Any = None) -> None:  # noqa: ASYNC109 (aio-pika's signature)
+        """The first connection (aio-pika fails fast when it cannot be made). A failed one is closed here:
+        connect_robust drops it unclosed, and its `__del__` then schedules `close()` from wherever the
+        garbage collector runs — in a worker thread, a coroutine never awaited."""
+        try:
+            await super().connect(timeout)
+        except BaseException:
+            await self.close()
+            raise
+
     async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
         if len(self._nodes) > 1:
             self._node = (self._node + 1) % len(self._nodes)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
+import aio_pika
 import pytest
 from portal_devstack.postgres_standby import multi_host_dsn
 from portal_devstack.process import free_port
@@ -44,10 +46,19 @@ async def test_a_service_connects_past_a_dead_first_broker(backend: Backend) -> 
     await plain.close()
 
 
+def _open_robust_connections() -> list[aio_pika.RobustConnection]:
+    gc.collect()
+    return [c for c in gc.get_objects() if isinstance(c, aio_pika.RobustConnection) and not c.is_closed]
+
+
 async def test_no_live_broker_raises_a_connection_error(backend: Backend) -> None:
     urls = ",".join(f"amqp://guest:guest@127.0.0.1:{free_port()}/" for _ in range(2))
+    before = len(_open_robust_connections())
     with pytest.raises(OSError):
         await broker.connect(urls, name="ha-test")
+    # Each failed attempt's connection is closed, not left for its __del__ to close from whatever thread the
+    # garbage collector runs in (a coroutine never awaited there).
+    assert len(_open_robust_connections()) == before
 
 
 async def test_a_pool_connects_past_a_dead_first_database_host(backend: Backend) -> None:
