@@ -51,7 +51,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             raise Problem(429, "Too many requests from this address; try again shortly.",
                           headers={"Retry-After": str(wait)})
     raw = request.cookies.get(sessions.SESSION_COOKIE)
-    if (raw is not None and request.method == "POST" and request.path in SECOND_STEP_PATHS
+    if (sessions.plausible(raw) and request.method == "POST" and request.path in SECOND_STEP_PATHS
             and sessions.csrf_matches(ctx.settings.service_auth_key, raw, request.headers.get(sessions.CSRF_HEADER))):
         request[PENDING_COOKIE] = raw  # a wrong token goes the usual way below: 403 when the session exists
         return await handler(request)

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import NamedTuple, TypeGuard
 
 import asyncpg
 from aiohttp import web
@@ -83,13 +83,14 @@ def recently_authenticated(session: Session, now: datetime | None = None) -> boo
     return now - latest <= REAUTH_WINDOW
 
 
-def _plausible(raw: str | None) -> bool:
-    return bool(raw) and len(raw) <= 128 and raw.isascii()  # ours are base64url; a header may hold any bytes
+def plausible(raw: str | None) -> TypeGuard[str]:
+    """Could be one of our cookie values (base64url): a header may hold any bytes."""
+    return raw is not None and 0 < len(raw) <= 128 and raw.isascii()
 
 
 async def load(pool: asyncpg.Pool, raw: str | None) -> Session | None:
     """The live session named by a cookie value, or None. Expired rows are deleted on sight."""
-    if raw is None or not _plausible(raw):
+    if not plausible(raw):
         return None
     id_hash = hash_id(raw)
     session = await sessions_repo.load(pool, id_hash)
@@ -110,7 +111,7 @@ async def reserve_second_factor_attempt(pool: asyncpg.Pool, raw: str | None, *, 
                                         ) -> tuple[Session, Device | None] | None:
     """Take one of the attempts of the pending sign-in named by a cookie value and load it, with the
     account's known device named by `device_hash`: None when no attempt was taken (`load` says why)."""
-    if raw is None or not _plausible(raw):
+    if not plausible(raw):
         return None
     return await sessions_repo.reserve_second_factor_attempt(
         pool, hash_id(raw), limit=SECOND_FACTOR_ATTEMPTS, pending_seconds=int(PENDING_TIMEOUT.total_seconds()),

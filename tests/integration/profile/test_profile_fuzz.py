@@ -241,6 +241,14 @@ async def test_hostile_input(fuzzed: Fuzzed) -> None:
                                     b"Cookie: portal_session=" + cookie + b"\r\nX-CSRF-Token: " + token +
                                     b"\r\nUser-Agent: " + agent + b"\r\nConnection: close\r\n\r\n")
         assert status == expected, (cookie[:20], token, agent, status)
+    # The same cookies on a second-factor attempt, whose CSRF check comes before any session is loaded.
+    for cookie in (b"\xff\xfe" * 10, "\u00e9".encode() * 20, b"x" * 5000):
+        body = b'{"code": "123456"}'
+        status = await _raw_request(fuzzed, b"POST /api/auth/login/totp HTTP/1.1\r\nHost: x\r\n"
+                                    b"Cookie: portal_session=" + cookie + b"\r\nX-CSRF-Token: " + csrf +
+                                    b"\r\nContent-Type: application/json\r\nContent-Length: " +
+                                    str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        assert status == 401, (cookie[:20], status)
 
 
 async def _raw_request(fuzzed: Fuzzed, request: bytes) -> int:
